@@ -1,0 +1,69 @@
+"""The `diffsynth` command. User errors print one line and exit non-zero; `--debug` (or
+`DIFFSYNTH_DEBUG=1`) shows the traceback instead.
+
+Import-light: torch and the trainer are imported only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from diffsynth.cli.models_cmd import models_app
+from diffsynth.cli.train_cmd import build_train_app
+from diffsynth.errors import PluginError, UserError
+from diffsynth.plugins import load_registry
+
+DEBUG_ENV = "DIFFSYNTH_DEBUG"
+
+
+def build_app() -> typer.Typer:
+    registry = load_registry()
+    app = typer.Typer(
+        name="diffsynth",
+        help="One trainer for every diffusion model family.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.add_typer(models_app(registry), name="models")
+    app.add_typer(build_train_app(registry), name="train")
+    return app
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `diffsynth` and `python -m diffsynth`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV) == "1" or "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+    try:
+        code = build_app()(args=args, prog_name="diffsynth", standalone_mode=False)
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
+    except typer.TyperException as exc:
+        if debug or not hasattr(exc, "format_message"):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            raise SystemExit(2) from None
+        _fail(" ".join(exc.format_message().split()), getattr(exc, "exit_code", 2))
+    except UserError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except PluginError as exc:
+        if debug:
+            raise
+        _fail(f"plugin error: {exc}", 3)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)

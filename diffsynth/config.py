@@ -1,0 +1,139 @@
+"""`TrainConfig`: every `diffsynth train` option, one field each.
+
+The CLI is generated from these fields (name, type, default, `help`, `panel` metadata), so a
+flag, its default and its `--help` text live in one place. Field names are the seed's
+(DiffSynth-Studio) underscore spellings; the CLI accepts them dashed too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+def opt(default: Any, help: str, panel: str, **extra: Any) -> Any:
+    """A config field with CLI metadata."""
+    return field(default=default, metadata={"help": help, "panel": panel, **extra})
+
+
+DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT = (
+    "Dataset",
+    "Models",
+    "Training",
+    "LoRA",
+    "Gradient",
+    "Resolution",
+    "Output",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Options of `diffsynth train FAMILY`; `family` and `family_options` are filled by the CLI."""
+
+    # --- Dataset ---
+    dataset_base_path: str = opt("", "Folder the file columns of the metadata are relative to.", DATASET)
+    dataset_metadata_path: str | None = opt(
+        None,
+        "Metadata file (.csv, .json list or .jsonl). Default: metadata.csv/.jsonl/.json in the base path.",
+        DATASET,
+    )
+    data_file_keys: str = opt("image", "Comma-separated metadata columns that name files to load.", DATASET)
+    dataset_repeat: int = opt(1, "Times to repeat the dataset per epoch (costs no memory).", DATASET)
+    dataset_num_workers: int = opt(0, "DataLoader worker processes.", DATASET)
+    extra_inputs: str | None = opt(
+        None, "Comma-separated extra conditioning columns the family consumes (e.g. edit_image).", DATASET
+    )
+    # --- Resolution ---
+    height: int | None = opt(None, "Fixed image height (with --width); else dynamic resolution.", RESOLUTION)
+    width: int | None = opt(None, "Fixed image width (with --height).", RESOLUTION)
+    max_pixels: int = opt(
+        1024 * 1024,
+        "Dynamic resolution: scale images down (never up) to at most this many pixels.",
+        RESOLUTION,
+    )
+    # --- Models ---
+    model_paths: str | None = opt(
+        None, 'JSON list of checkpoint paths; an item may be a list of shards: \'["a.safetensors", ["b-1.safetensors", "b-2.safetensors"]]\'.', MODELS
+    )
+    model_id_with_origin_paths: str | None = opt(
+        None,
+        "Comma-separated repo/id:glob sources under $DIFFSYNTH_MODEL_BASE_PATH (default ./models), downloaded when missing.",
+        MODELS,
+    )
+    tokenizer_path: str | None = opt(None, "Tokenizer folder or repo/id:folder/ (default: the family's).", MODELS)
+    processor_path: str | None = opt(None, "Processor folder or repo/id:folder/ (default: the family's).", MODELS)
+    variant: str | None = opt(None, "Which of the family's default model sets to use when no model flag is given.", MODELS)
+    download_source: str | None = opt(
+        None, "modelscope or huggingface (default: $DIFFSYNTH_DOWNLOAD_SOURCE or modelscope).", MODELS
+    )
+    # --- Training ---
+    learning_rate: float = opt(1e-4, "AdamW learning rate (constant; no hidden warm-up or warm-down).", TRAINING)
+    weight_decay: float = opt(0.01, "AdamW weight decay.", TRAINING)
+    num_epochs: int = opt(1, "Passes over the (repeated) dataset.", TRAINING)
+    max_steps: int | None = opt(None, "Stop after this many optimizer steps.", TRAINING)
+    gradient_accumulation_steps: int = opt(1, "Micro-batches per optimizer step.", TRAINING)
+    trainable_models: str | None = opt(
+        None, "Comma-separated components to train fully (e.g. dit).", TRAINING
+    )
+    task: str = opt("sft", "Training task (sft: flow-matching supervised fine-tuning).", TRAINING)
+    seed: int = opt(0, "Random seed (noise, timesteps, data order, LoRA init).", TRAINING)
+    min_timestep_boundary: float = opt(
+        0.0, "Train only on timesteps above this fraction of the schedule (0 = least noise).", TRAINING
+    )
+    max_timestep_boundary: float = opt(
+        1.0, "Train only on timesteps below this fraction of the schedule (1 = most noise).", TRAINING
+    )
+    dtype: str = opt("auto", "Weight/compute dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16.", TRAINING)
+    find_unused_parameters: bool = opt(False, "Pass find_unused_parameters to DDP.", TRAINING)
+    # --- LoRA ---
+    lora_base_model: str | None = opt(None, "Component to add a LoRA to (e.g. dit). Omit for full training.", LORA)
+    lora_target_modules: str | None = opt(
+        None, "Comma-separated module name suffixes to wrap (default: the family's).", LORA
+    )
+    lora_rank: int = opt(32, "LoRA rank.", LORA)
+    lora_alpha: float | None = opt(None, "LoRA alpha (default: equal to the rank, scale 1).", LORA)
+    # --- Gradient ---
+    use_gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.", GRADIENT)
+    # --- Output ---
+    output_path: str = opt("./models/train", "Folder for weights, logs and the model card.", OUTPUT)
+    save_steps: int | None = opt(None, "Save every N optimizer steps (else once per epoch).", OUTPUT)
+    remove_prefix_in_ckpt: str | None = opt(
+        None, "Accepted for compatibility: our keys never carry DiffSynth's pipe.dit. prefix.", OUTPUT
+    )
+    report_to: str = opt("none", "Experiment tracker: none or tensorboard.", OUTPUT)
+
+    # --- filled by the CLI, not flags ---
+    family: str = field(default="", metadata={"cli": False})
+    family_options: dict[str, Any] = field(default_factory=dict, metadata={"cli": False})
+
+    # --- derived views ---
+    def file_keys(self) -> list[str]:
+        return split_list(self.data_file_keys)
+
+    def extra_input_names(self) -> list[str]:
+        return split_list(self.extra_inputs)
+
+    def trainable_model_names(self) -> list[str]:
+        return split_list(self.trainable_models)
+
+    def lora_targets(self) -> list[str]:
+        return split_list(self.lora_target_modules)
+
+    def effective_lora_alpha(self) -> float:
+        return float(self.lora_alpha) if self.lora_alpha is not None else float(self.lora_rank)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_list(value: str | None) -> list[str]:
+    """`"a, b,,c"` -> `["a", "b", "c"]`; None -> []."""
+    if not value:
+        return []
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def cli_fields() -> list:
+    """The dataclass fields that are CLI flags, in declaration order."""
+    return [f for f in fields(TrainConfig) if f.metadata.get("cli", True)]

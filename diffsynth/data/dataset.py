@@ -1,0 +1,151 @@
+"""The training dataset: metadata rows, repeated, with their file columns loaded as images."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch.utils.data
+
+from diffsynth.config import TrainConfig
+from diffsynth.data.media import check_fixed_size, load_image, resize_and_crop, target_size
+from diffsynth.data.metadata import MetadataTable, find_metadata, read_metadata
+from diffsynth.errors import UserError
+from diffsynth.types import Sample
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """Everything the dataset needs, validated; build it with `from_config`."""
+
+    base_path: Path
+    metadata_path: Path
+    file_keys: tuple[str, ...]
+    required_columns: tuple[str, ...]
+    repeat: int
+    fixed_size: tuple[int, int] | None  # (height, width) from --height/--width
+    max_pixels: int
+    multiple: int
+
+    @classmethod
+    def from_config(
+        cls, config: TrainConfig, *, multiple: int, required_columns: tuple[str, ...] = ("prompt",)
+    ) -> DatasetOptions:
+        """Validate the dataset flags of `config`. `multiple` is the family's resolution multiple;
+        `required_columns` (plus `--extra_inputs`) must exist in the metadata. Reads no metadata."""
+        if multiple <= 0:
+            raise ValueError(f"resolution multiple must be positive, got {multiple}")
+        if not config.dataset_base_path:
+            raise UserError("--dataset_base_path is required: the folder the metadata's file columns are relative to")
+        base = Path(config.dataset_base_path)
+        if not base.is_dir():
+            raise UserError(f"--dataset_base_path {base}: not a folder")
+        metadata = Path(config.dataset_metadata_path) if config.dataset_metadata_path else find_metadata(base)
+        if config.dataset_repeat < 1:
+            raise UserError(f"--dataset_repeat {config.dataset_repeat}: expected an integer >= 1")
+        if config.max_pixels <= 0:
+            raise UserError(f"--max_pixels {config.max_pixels}: expected a positive number of pixels")
+        required = dict.fromkeys([*required_columns, *config.extra_input_names()])
+        return cls(
+            base_path=base,
+            metadata_path=metadata,
+            file_keys=tuple(config.file_keys()),
+            required_columns=tuple(required),
+            repeat=config.dataset_repeat,
+            fixed_size=check_fixed_size(config.height, config.width, multiple),
+            max_pixels=config.max_pixels,
+            multiple=multiple,
+        )
+
+
+def check_dataset_quickly(options: DatasetOptions) -> MetadataTable:
+    """The cheap check run before loading models: the metadata reads, its columns exist, and every
+    file it names exists. Returns the table (hand it to `TrainingDataset` to avoid re-reading)."""
+    table = read_metadata(options.metadata_path)
+    for name, why in [*((k, "--data_file_keys") for k in options.file_keys), *((c, "required") for c in options.required_columns)]:
+        if name not in table.columns:
+            named = "named in --data_file_keys" if why == "--data_file_keys" else "required by this family/--extra_inputs"
+            raise UserError(f"{table.path}: no column '{name}' ({named}); columns: {', '.join(table.columns)}")
+    _check_files_exist(table, options)
+    return table
+
+
+def _check_files_exist(table: MetadataTable, options: DatasetOptions) -> None:
+    """Report the first missing file (row + column) and how many are missing."""
+    wanted: dict[str, list[tuple[int, str, str]]] = defaultdict(list)  # folder -> (row, column, value)
+    for key in options.file_keys:
+        for row, value in enumerate(table.column(key)):
+            if value is None or value == "":
+                raise UserError(f"{table.path} row {row + 1}: column '{key}' is empty, expected a file path")
+            full = os.path.normpath(os.path.join(options.base_path, str(value)))
+            wanted[os.path.dirname(full)].append((row, key, str(value)))
+    missing = []
+    for folder, entries in wanted.items():
+        # One listdir per folder instead of one stat per file: 1M rows check in about a second.
+        try:
+            present = set(os.listdir(folder))
+        except OSError:
+            present = set()
+        for row, key, value in entries:
+            full = os.path.join(options.base_path, value)
+            if os.path.basename(os.path.normpath(full)) not in present and not os.path.isfile(full):
+                missing.append((row, key, value))
+    if missing:
+        row, key, value = min(missing)
+        raise UserError(
+            f"{table.path} row {row + 1}: file '{value}' (column '{key}') not found under "
+            f"--dataset_base_path {options.base_path}; {len(missing)} of {sum(map(len, wanted.values()))} files are missing"
+        )
+
+
+class TrainingDataset(torch.utils.data.Dataset):
+    """Metadata rows repeated `options.repeat` times; item i is row i % rows with images loaded.
+
+    Every `file_keys` column is loaded and fitted to one size per row: the size computed from the
+    first file key's image, so paired images (e.g. an edit's source and target) stay aligned.
+    """
+
+    def __init__(self, options: DatasetOptions, table: MetadataTable | None = None) -> None:
+        self.options = options
+        self.table = table if table is not None else read_metadata(options.metadata_path)
+        self.num_rows = len(self.table)
+        self._file_columns = [(key, self.table.columns.index(key)) for key in options.file_keys]
+
+    def __len__(self) -> int:
+        return self.num_rows * self.options.repeat
+
+    def __getitem__(self, index: int) -> Sample:
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"dataset index {index} out of range for length {len(self)}")
+        row = index % self.num_rows
+        fields: dict[str, Any] = self.table.row(row)
+        size = None
+        for key, _ in self._file_columns:
+            value = fields[key]
+            if value is None or value == "":
+                raise UserError(f"{self.table.path} row {row + 1}: column '{key}' is empty, expected a file path")
+            try:
+                img = load_image(self.options.base_path / str(value))
+            except UserError as e:
+                raise UserError(f"{self.table.path} row {row + 1}, column '{key}': {e}") from None
+            if size is None:
+                size = target_size(
+                    img.width,
+                    img.height,
+                    fixed=self.options.fixed_size,
+                    max_pixels=self.options.max_pixels,
+                    multiple=self.options.multiple,
+                )
+            fields[key] = resize_and_crop(img, *size)
+        return Sample(index=row, fields=fields)
+
+
+def first_item(batch: list[Sample]) -> Sample:
+    """DataLoader collate_fn for batch size 1: the Sample itself (images stay PIL)."""
+    if len(batch) != 1:
+        raise ValueError(f"first_item collates batches of exactly 1 sample, got {len(batch)}")
+    return batch[0]

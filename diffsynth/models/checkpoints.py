@@ -1,0 +1,115 @@
+"""Identify checkpoint files as family components and load them without a second copy.
+
+Identification runs each component's detector over the file's header (keys + shapes, no
+tensor read). Loading builds the module with its parameters on the meta device and assigns the
+loaded tensors (`load_state_dict(assign=True)`), so weights are never held twice.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+from diffsynth.errors import UserError
+from diffsynth.models.header import CheckpointHeader, read_header
+from diffsynth.spec import FamilySpec
+from diffsynth.types import CheckpointGroup
+
+if TYPE_CHECKING:
+    import torch
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "fp8": "float8_e4m3fn"}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """`"bf16"` / `"bfloat16"` -> `torch.bfloat16`."""
+    import torch
+
+    return getattr(torch, DTYPES.get(name, name))
+
+
+def identify(family: FamilySpec, source: str, files: Sequence[Path]) -> CheckpointGroup:
+    """Which component of `family` the checkpoint made of `files` is (exactly one must match)."""
+    header = read_header(files)
+    if not header.tensors:
+        raise UserError(f"{source}: checkpoint holds no tensors")
+    matches = [c.name for c in family.components if c.detect(header)]
+    if not matches:
+        names = ", ".join(c.name for c in family.components)
+        sample = ", ".join(sorted(header.tensors)[:3])
+        raise UserError(
+            f"{source}: matches no component of {family.name} ({names}); its keys start: {sample}"
+        )
+    if len(matches) > 1:
+        raise UserError(f"{source}: ambiguous, looks like several components: {', '.join(matches)}")
+    return CheckpointGroup(component=matches[0], source=source, header=header)
+
+
+def identify_all(
+    family: FamilySpec, sources: Iterable[tuple[str, Sequence[Path]]]
+) -> dict[str, CheckpointGroup]:
+    """Identify every (source, files) pair; two checkpoints for one component is an error."""
+    groups: dict[str, CheckpointGroup] = {}
+    for source, files in sources:
+        group = identify(family, source, files)
+        if group.component in groups:
+            other = groups[group.component].source
+            raise UserError(
+                f"{source}: a second checkpoint for component {group.component!r} (first: {other})"
+            )
+        groups[group.component] = group
+    return groups
+
+
+def load_state_dict(
+    files: Sequence[Path] | CheckpointGroup, dtype: torch.dtype | None = None
+) -> dict[str, torch.Tensor]:
+    """Load all shards into one state dict (memory-mapped where the format allows).
+
+    `.pth`/`.bin` load with `weights_only=True`: arbitrary pickled objects are refused.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    if isinstance(files, CheckpointGroup):
+        files = files.files
+    state: dict[str, torch.Tensor] = {}
+    for path in files:
+        if path.suffix == ".safetensors":
+            part = load_file(str(path))
+        else:
+            try:
+                part = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as exc:  # noqa: BLE001
+                raise UserError(f"{path}: cannot load as a weights-only state dict") from exc
+        for key, tensor in part.items():
+            state[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
+    return state
+
+
+def build_module(
+    factory: Callable[[], torch.nn.Module],
+    state_dict: dict[str, torch.Tensor],
+    source: str = "checkpoint",
+) -> torch.nn.Module:
+    """Construct with parameters on the meta device, then assign the loaded tensors.
+
+    Buffers computed in `__init__` (rotary tables, ...) stay real. Missing or unexpected keys
+    are a `UserError` naming a few of them.
+    """
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        module = factory()
+    expected = set(module.state_dict().keys())
+    given = set(state_dict)
+    missing, unexpected = sorted(expected - given), sorted(given - expected)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        raise UserError(f"{source}: weights do not fit {type(module).__name__}: {'; '.join(parts)}")
+    module.load_state_dict(state_dict, strict=True, assign=True)
+    return module.eval()

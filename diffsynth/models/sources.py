@@ -1,0 +1,149 @@
+"""Where model files come from: the seed's `--model_paths` / `--model_id_with_origin_paths`.
+
+- `--model_paths` is a JSON list; an item is a path or a list of shard paths.
+- `--model_id_with_origin_paths "repo/id:glob,..."`: an entry that exists as a local path is a
+  path; otherwise it is split at the last `:` and the glob is matched under
+  `$DIFFSYNTH_MODEL_BASE_PATH/<repo/id>/` (default `./models`), downloading from ModelScope
+  (default) or Hugging Face when nothing matches, unless `DIFFSYNTH_SKIP_DOWNLOAD=True`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from diffsynth.errors import UserError
+
+MODEL_BASE_ENV = "DIFFSYNTH_MODEL_BASE_PATH"
+SKIP_DOWNLOAD_ENV = "DIFFSYNTH_SKIP_DOWNLOAD"
+DOWNLOAD_SOURCE_ENV = "DIFFSYNTH_DOWNLOAD_SOURCE"
+DOWNLOAD_SOURCES = ("modelscope", "huggingface")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One checkpoint as the user named it: local shard paths, or a repo id + glob."""
+
+    spec: str
+    paths: tuple[Path, ...] = ()
+    repo_id: str | None = None
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    base_path: Path
+    skip: bool
+    source: str
+
+    @classmethod
+    def from_env(cls, download_source: str | None = None) -> DownloadSettings:
+        source = (download_source or os.environ.get(DOWNLOAD_SOURCE_ENV) or "modelscope").lower()
+        if source not in DOWNLOAD_SOURCES:
+            raise UserError(
+                f"--download_source: expected one of {', '.join(DOWNLOAD_SOURCES)}, got {source!r}"
+            )
+        skip = os.environ.get(SKIP_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes")
+        return cls(Path(os.environ.get(MODEL_BASE_ENV) or "./models"), skip, source)
+
+
+def parse_model_paths(text: str) -> list[ModelSource]:
+    """`'["a.safetensors", ["b-1.safetensors", "b-2.safetensors"]]'` -> sources."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--model_paths: not valid JSON ({exc.msg} at char {exc.pos})") from exc
+    if isinstance(items, str):
+        items = [items]
+    if not isinstance(items, list):
+        raise UserError("--model_paths: expected a JSON list of paths (or lists of shard paths)")
+    sources = []
+    for item in items:
+        shards = item if isinstance(item, list) else [item]
+        if not shards or not all(isinstance(s, str) for s in shards):
+            raise UserError(f"--model_paths: each item must be a path or a list of paths, got {item!r}")
+        paths = tuple(Path(s) for s in shards)
+        for path in paths:
+            if not path.is_file():
+                raise UserError(f"--model_paths: file not found: {path}")
+        sources.append(ModelSource(spec=json.dumps(item) if isinstance(item, list) else item, paths=paths))
+    return sources
+
+
+def parse_origin_path(entry: str) -> ModelSource:
+    """One `repo/id:glob` entry (or an existing local path)."""
+    entry = entry.strip()
+    if Path(entry).exists():
+        return ModelSource(spec=entry, paths=(Path(entry),))
+    repo_id, sep, pattern = entry.rpartition(":")
+    if not sep or not repo_id or not pattern:
+        raise UserError(
+            f"--model_id_with_origin_paths: {entry!r} is neither a local file nor repo/id:pattern"
+        )
+    return ModelSource(spec=entry, repo_id=repo_id, pattern=pattern)
+
+
+def parse_origin_paths(text: str) -> list[ModelSource]:
+    """`"repo/id:glob,repo/id:glob"` -> sources."""
+    return [parse_origin_path(e) for e in text.split(",") if e.strip()]
+
+
+def _match(settings: DownloadSettings, source: ModelSource) -> list[Path]:
+    root = settings.base_path / source.repo_id
+    return sorted(p for p in root.glob(source.pattern) if p.is_file()) if root.is_dir() else []
+
+
+def download(settings: DownloadSettings, repo_id: str, pattern: str) -> None:
+    """Fetch the files of `repo_id` matching `pattern` into `<base>/<repo_id>/` with the real
+    hub client (one pattern per call: modelscope splits a pattern string on commas)."""
+    local_dir = str(settings.base_path / repo_id)
+    try:
+        if settings.source == "huggingface":
+            from huggingface_hub import snapshot_download
+
+            snapshot_download(repo_id, allow_patterns=[pattern], local_dir=local_dir)
+        else:
+            from modelscope import snapshot_download
+
+            snapshot_download(repo_id, allow_patterns=pattern, local_dir=local_dir)
+    except Exception as exc:  # noqa: BLE001 - client errors vary; the user needs one line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{repo_id}:{pattern}: download from {settings.source} failed: {detail}") from exc
+
+
+def resolve_files(source: ModelSource, settings: DownloadSettings) -> tuple[Path, ...]:
+    """The local files of a source, downloading them first when missing and allowed."""
+    if source.paths:
+        return source.paths
+    files = _match(settings, source)
+    if not files:
+        if settings.skip:
+            raise UserError(
+                f"{source.spec}: no file matches {settings.base_path / source.repo_id / source.pattern}"
+                f" and downloads are disabled ({SKIP_DOWNLOAD_ENV}=True)"
+            )
+        download(settings, source.repo_id, source.pattern)
+        files = _match(settings, source)
+        if not files:
+            raise UserError(f"{source.spec}: the {settings.source} repo has no file matching {source.pattern}")
+    return tuple(files)
+
+
+def resolve_folder(spec: str, settings: DownloadSettings, flag: str) -> Path:
+    """A tokenizer/processor folder: a local directory, or `repo/id:folder/` under the base path."""
+    if Path(spec).is_dir():
+        return Path(spec)
+    repo_id, sep, sub = spec.rpartition(":")
+    if not sep or not repo_id:
+        raise UserError(f"{flag}: {spec!r} is neither a folder nor repo/id:folder/")
+    folder = settings.base_path / repo_id / sub.rstrip("/")
+    if not (folder.is_dir() and any(folder.iterdir())):
+        if settings.skip:
+            raise UserError(
+                f"{flag}: folder {folder} not found and downloads are disabled ({SKIP_DOWNLOAD_ENV}=True)"
+            )
+        # `dir/` matches nothing in modelscope 1.40; `dir/*` does
+        download(settings, repo_id, f"{sub.rstrip('/')}/*")
+    return folder

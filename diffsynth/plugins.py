@@ -1,0 +1,123 @@
+"""Find family plugins (entry-point group `diffsynth.models`) and collect their families.
+
+Import-light: plugins' entry-point modules are expected to be light too, so `models list`
+never imports torch. A plugin that fails to import or register is recorded as broken and
+reported; the others keep working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+import pluggy
+
+from diffsynth import default_hooks, hookspecs
+from diffsynth.errors import UserError
+from diffsynth.spec import FamilySpec
+
+ENTRY_POINT_GROUP = "diffsynth.models"
+#: Comma-separated importable modules registered as plugins too (tests, local development).
+EXTRA_PLUGINS_ENV = "DIFFSYNTH_PLUGINS"
+#: Set to 1 to print every hook call (pluggy tracing).
+TRACE_ENV = "DIFFSYNTH_TRACE_HOOKS"
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that could not be loaded or registered, and why."""
+
+    name: str
+    distribution: str
+    error: str
+
+
+@dataclass
+class FamilyRegistry:
+    """The plugin manager plus every registered family, by name."""
+
+    pm: pluggy.PluginManager
+    families: dict[str, FamilySpec] = field(default_factory=dict)
+    broken: list[BrokenPlugin] = field(default_factory=list)
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+    def get(self, name: str) -> FamilySpec:
+        """The family called `name` (or an alias); a UserError lists the registered ones."""
+        if name in self.families:
+            return self.families[name]
+        for spec in self.families.values():
+            if name in spec.aliases:
+                return spec
+        known = ", ".join(sorted(self.families)) or "none"
+        hint = f"; broken plugins: {', '.join(b.name for b in self.broken)}" if self.broken else ""
+        raise UserError(f"unknown model family {name!r}; registered families: {known}{hint}")
+
+
+def _register_plugin(
+    registry: FamilyRegistry, plugin: object, name: str, dist: str, version: str
+) -> None:
+    added: list[FamilySpec] = []
+
+    def register(spec: FamilySpec) -> None:
+        if spec.name in registry.families:
+            other = registry.families[spec.name].plugin
+            raise ValueError(f"family {spec.name!r} is already registered by {other}")
+        spec.plugin, spec.plugin_version = dist, version
+        added.append(spec)
+
+    try:
+        registry.pm.register(plugin, name=name)
+        # call this plugin's implementation only, so each family is attributed to its plugin
+        impl = getattr(plugin, "register_families", None)
+        if impl is not None:
+            impl(register=register)
+        registry.pm.check_pending()
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+        if registry.pm.is_registered(plugin):
+            registry.pm.unregister(plugin)
+        registry.broken.append(BrokenPlugin(name, dist, f"{type(exc).__name__}: {exc}"))
+        return
+    for spec in added:
+        registry.families[spec.name] = spec
+
+
+def load_registry(extra_plugins: tuple[object, ...] = (), use_entry_points: bool = True) -> FamilyRegistry:
+    """Build the plugin manager: core defaults, entry-point plugins, `$DIFFSYNTH_PLUGINS`,
+    then `extra_plugins` (objects or modules, used by tests)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(default_hooks, name="diffsynth.default_hooks")
+    if os.environ.get(TRACE_ENV) == "1":
+        pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
+        pm.enable_tracing()
+    registry = FamilyRegistry(pm)
+
+    if use_entry_points:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else "?"
+            version = ep.dist.version if ep.dist else "?"
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001
+                registry.broken.append(BrokenPlugin(ep.name, dist, f"{type(exc).__name__}: {exc}"))
+                continue
+            _register_plugin(registry, plugin, ep.name, dist, version)
+
+    for mod_name in filter(None, os.environ.get(EXTRA_PLUGINS_ENV, "").split(",")):
+        try:
+            plugin = importlib.import_module(mod_name.strip())
+        except Exception as exc:  # noqa: BLE001
+            registry.broken.append(BrokenPlugin(mod_name, mod_name, f"{type(exc).__name__}: {exc}"))
+            continue
+        _register_plugin(registry, plugin, mod_name, mod_name, "local")
+
+    for plugin in extra_plugins:
+        name = getattr(plugin, "__name__", type(plugin).__name__)
+        _register_plugin(registry, plugin, name, name, "local")
+    return registry

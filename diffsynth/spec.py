@@ -1,0 +1,111 @@
+"""What a model family declares about itself: plain, torch-free data.
+
+A plugin builds a `FamilySpec` in its light module and hands it to the core through the
+`register_families` hook. Everything here must stay importable without torch, because
+`diffsynth models list` and `--help` read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from diffsynth.models.header import CheckpointHeader
+
+#: Predicate over a checkpoint's safetensors header (key names + shapes): "is this my component?"
+Detector = Callable[[CheckpointHeader], bool]
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One module of a family's pipeline that is loaded from checkpoint files (dit, vae, ...)."""
+
+    name: str
+    description: str
+    detect: Detector
+    #: Component class, for humans (`models info`), e.g. "diffusers.QwenImageTransformer2DModel".
+    module_class: str = ""
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """A named set of default sources (e.g. a base model and its Edit fine-tune).
+
+    Sources use the seed's `repo/id:glob` spelling; `tokenizer`/`processor` name folders.
+    """
+
+    name: str
+    description: str
+    model_sources: tuple[str, ...]
+    tokenizer_source: str | None = None
+    processor_source: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtraInputSpec:
+    """A dataset column a family can consume beyond `image` and `prompt` (`--extra_inputs`)."""
+
+    name: str
+    description: str
+    #: Variant whose default sources fit this input (e.g. an Edit checkpoint for `edit_image`).
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """A `diffsynth models init FAMILY DIR --preset NAME` recipe."""
+
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FamilyOption:
+    """A family-only CLI option; it appears in its own `--help` panel.
+
+    `name` uses underscores (`guidance`); the CLI accepts it dashed as well.
+    """
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+@dataclass
+class FamilySpec:
+    """Everything the core needs to know about a family before importing any heavy module."""
+
+    name: str
+    description: str
+    components: tuple[ComponentSpec, ...]
+    variants: tuple[VariantSpec, ...]
+    default_lora_targets: tuple[str, ...]
+    #: The component that is denoised and that LoRA attaches to by default.
+    denoiser: str = "dit"
+    extra_inputs: tuple[ExtraInputSpec, ...] = ()
+    presets: tuple[PresetSpec, ...] = ()
+    options: tuple[FamilyOption, ...] = ()
+    #: Image height/width are rounded down to a multiple of this (VAE factor x patch size).
+    resolution_multiple: int = 16
+    #: Filled in by the core at registration: distribution name and version of the plugin.
+    plugin: str = ""
+    plugin_version: str = ""
+    aliases: tuple[str, ...] = field(default=())
+
+    def component(self, name: str) -> ComponentSpec:
+        for comp in self.components:
+            if comp.name == name:
+                return comp
+        raise KeyError(name)
+
+    def variant(self, name: str | None) -> VariantSpec:
+        if name is None:
+            return self.variants[0]
+        for var in self.variants:
+            if var.name == name:
+                return var
+        raise KeyError(name)
+
+    def option_defaults(self) -> dict[str, Any]:
+        return {opt.name: opt.default for opt in self.options}

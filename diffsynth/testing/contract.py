@@ -1,0 +1,165 @@
+"""The contract every family plugin must pass, as a pytest mixin.
+
+    from diffsynth.testing.contract import FamilyContract
+
+    class TestMyFamily(FamilyContract):
+        family = "my-family"
+        preset = "tiny"
+
+        def lora_output_changes(self, model_dir, lora_file): ...  # optional: load in diffusers
+
+It writes the preset with `models init` into every repo folder the family's default sources
+name, loads it through the same code path as `diffsynth train`, and checks registration,
+loading, preprocess -> finite scalar loss, LoRA gradients, and the exported file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from diffsynth.config import TrainConfig
+from diffsynth.models.resolve import choose_variant, resolve_model_files
+from diffsynth.models.sources import MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV
+from diffsynth.plugins import FamilyRegistry, load_registry
+from diffsynth.spec import FamilySpec
+from diffsynth.types import FamilyPipeline, Sample
+
+
+def contract_sample(extra_inputs: list[str], size: int = 64, prompt: str = "a red square") -> Sample:
+    """A deterministic RGB sample (gradient image) with every extra input as an image too."""
+    from PIL import Image
+
+    def image(shift: int) -> Image.Image:
+        img = Image.new("RGB", (size, size))
+        img.putdata([((x * 4 + shift) % 256, (y * 4) % 256, 128) for y in range(size) for x in range(size)])
+        return img
+
+    fields = {"image": image(0), "prompt": prompt}
+    for i, name in enumerate(extra_inputs):
+        fields[name] = image(64 * (i + 1))
+    return Sample(index=0, fields=fields)
+
+
+def init_default_repos(registry: FamilyRegistry, spec: FamilySpec, config: TrainConfig, base: Path, preset: str) -> None:
+    """`models init` the preset into each repo the chosen variant's default sources use."""
+    variant = choose_variant(spec, config)
+    specs = list(variant.model_sources) + [s for s in (variant.tokenizer_source, variant.processor_source) if s]
+    for repo in sorted({s.rpartition(":")[0] for s in specs}):
+        registry.hook.init_model(family=spec.name, preset=preset, directory=base / repo, seed=0)
+
+
+class FamilyContract:
+    """Subclass in a plugin's tests; set `family`, `preset` and optionally `extra_inputs`."""
+
+    family: str = ""
+    preset: str = "tiny"
+    extra_inputs: tuple[str, ...] = ()
+    lora_rank: int = 4
+
+    # -- fixtures -----------------------------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def registry(cls) -> FamilyRegistry:
+        return load_registry()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def spec(cls, registry: FamilyRegistry) -> FamilySpec:
+        return registry.get(cls.family)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def hooks(cls, registry, spec):
+        from diffsynth.training.family_hooks import FamilyHooks
+
+        return FamilyHooks(registry, spec)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def config(cls, spec: FamilySpec) -> TrainConfig:
+        cfg = TrainConfig(family=spec.name, dtype="fp32", lora_base_model=spec.denoiser, lora_rank=cls.lora_rank)
+        cfg.extra_inputs = ",".join(cls.extra_inputs) or None
+        cfg.family_options = spec.option_defaults()
+        return cfg
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model_base(cls, tmp_path_factory, registry, spec, config) -> Path:
+        base = tmp_path_factory.mktemp(f"{cls.family}-{cls.preset}")
+        init_default_repos(registry, spec, config, base, cls.preset)
+        return base
+
+    @pytest.fixture
+    def pipeline(self, model_base, spec, hooks, config, monkeypatch) -> FamilyPipeline:
+        monkeypatch.setenv(MODEL_BASE_ENV, str(model_base))
+        monkeypatch.setenv(SKIP_DOWNLOAD_ENV, "True")
+        import torch
+
+        torch.manual_seed(0)
+        return hooks.load_pipeline(resolve_model_files(spec, config), config)
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def test_registers_with_presets_and_sources(self, spec: FamilySpec) -> None:
+        assert spec.components and spec.variants and spec.default_lora_targets
+        assert self.preset in [p.name for p in spec.presets]
+        component_names = {c.name for c in spec.components}
+        assert spec.denoiser in component_names
+        for name in self.extra_inputs:
+            assert name in [e.name for e in spec.extra_inputs]
+
+    def test_loads_every_component(self, pipeline: FamilyPipeline, spec: FamilySpec) -> None:
+        assert set(c.name for c in spec.components) <= set(pipeline.modules)
+        for module in pipeline.modules.values():
+            assert not any(p.is_meta for p in module.parameters())
+
+    def test_loss_is_finite_scalar(self, pipeline, hooks, config) -> None:
+        import torch
+
+        inputs = hooks.preprocess(pipeline, contract_sample(list(self.extra_inputs)), config)
+        assert torch.isfinite(inputs.latents).all()
+        loss = hooks.loss(pipeline, inputs, config)
+        assert loss.dim() == 0 and torch.isfinite(loss)
+
+    def test_lora_gets_gradients_and_base_does_not(self, pipeline, hooks, config, spec) -> None:
+        from diffsynth.training.trainable import apply_plan, plan_training
+
+        plan = plan_training(spec, config, pipeline)
+        params = apply_plan(plan, pipeline, config)
+        assert params and all(p.requires_grad for p in params)
+        # lora_B starts at zero, so perturb it for lora_A to receive gradient as well
+        for name, p in pipeline.denoiser_module.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(0, 0.01)
+        inputs = hooks.preprocess(pipeline, contract_sample(list(self.extra_inputs)), config)
+        hooks.loss(pipeline, inputs, config).backward()
+        named = dict(pipeline.denoiser_module.named_parameters())
+        lora = {n: p for n, p in named.items() if "lora_" in n}
+        base = {n: p for n, p in named.items() if "lora_" not in n}
+        assert lora and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora.values())
+        assert all(p.grad is None for p in base.values())
+
+    def test_exported_lora_loads_and_changes_output(self, pipeline, hooks, config, spec, model_base, tmp_path) -> None:
+        from diffsynth.training.outputs import RunOutputs
+        from diffsynth.training.trainable import apply_plan, plan_training, trained_weights
+
+        plan = plan_training(spec, config, pipeline)
+        apply_plan(plan, pipeline, config)
+        for name, p in pipeline.denoiser_module.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(0, 0.05)
+        files = RunOutputs(tmp_path).write_weights("lora", hooks.split(trained_weights(plan, pipeline.modules, config), config))
+        assert len(files) == 1 and files[0].stat().st_size > 0
+        self.check_exported_lora(model_base, files[0], pipeline, hooks, config)
+
+    def check_exported_lora(self, model_base: Path, lora_file: Path, pipeline, hooks, config) -> None:
+        """Override: load `lora_file` with the ecosystem's loader (e.g. diffusers) and assert
+        it reproduces `pipeline`'s LoRA output. The default only checks it is a LoRA file."""
+        from safetensors import safe_open
+
+        with safe_open(str(lora_file), "pt") as fh:
+            keys = list(fh.keys())
+        assert any("lora" in k for k in keys)

@@ -1,0 +1,79 @@
+"""One family's hooks, bound to its name, with the contract checked on every result.
+
+The trainer, the sampler and the contract test-suite all call a family through this class,
+so a plugin that returns nothing (or the wrong thing) fails with one clear `PluginError`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+
+from diffsynth.config import TrainConfig
+from diffsynth.errors import PluginError
+from diffsynth.plugins import FamilyRegistry
+from diffsynth.spec import FamilySpec
+from diffsynth.training.flow_matching import euler_sample
+from diffsynth.types import FamilyPipeline, ModelFiles, OutputFile, Sample, TrainedWeights, TrainingInputs
+
+
+class FamilyHooks:
+    def __init__(self, registry: FamilyRegistry, family: FamilySpec) -> None:
+        self.family = family
+        self._hook = registry.hook
+
+    def _required(self, name: str, result):
+        if result is None:
+            raise PluginError(f"no plugin implements {name} for family {self.family.name}")
+        return result
+
+    def load_pipeline(self, models: ModelFiles, config: TrainConfig) -> FamilyPipeline:
+        pipeline = self._hook.load_pipeline(family=self.family.name, models=models, config=config)
+        pipeline = self._required("load_pipeline", pipeline)
+        if pipeline.denoiser not in pipeline.modules:
+            raise PluginError(f"{self.family.name}: load_pipeline has no module {pipeline.denoiser!r} (its denoiser)")
+        return pipeline
+
+    def preprocess(
+        self, pipeline: FamilyPipeline, sample: Sample, config: TrainConfig, with_grad: bool = False
+    ) -> TrainingInputs:
+        with torch.set_grad_enabled(with_grad):
+            inputs = self._hook.preprocess_inputs(
+                family=self.family.name, pipeline=pipeline, sample=sample, config=config
+            )
+        return self._required("preprocess_inputs", inputs)
+
+    def predict(
+        self, pipeline: FamilyPipeline, inputs: TrainingInputs, noisy_latents: torch.Tensor, sigmas: torch.Tensor
+    ) -> torch.Tensor:
+        out = self._hook.predict_flow(
+            family=self.family.name, pipeline=pipeline, inputs=inputs, noisy_latents=noisy_latents, sigmas=sigmas
+        )
+        out = self._required("predict_flow", out)
+        if out.shape != noisy_latents.shape:
+            raise PluginError(
+                f"{self.family.name}: predict_flow returned shape {tuple(out.shape)}, expected {tuple(noisy_latents.shape)}"
+            )
+        return out
+
+    def loss(self, pipeline: FamilyPipeline, inputs: TrainingInputs, config: TrainConfig) -> torch.Tensor:
+        return self._hook.compute_loss(
+            family=self.family.name,
+            pipeline=pipeline,
+            inputs=inputs,
+            config=config,
+            predict=partial(self.predict, pipeline, inputs),
+        )
+
+    def split(self, weights: TrainedWeights, config: TrainConfig) -> list[OutputFile]:
+        files = self._hook.split_state_dict(family=self.family.name, weights=weights, config=config)
+        return self._required("split_state_dict", files)
+
+    def sample(
+        self, pipeline: FamilyPipeline, inputs: TrainingInputs, num_steps: int = 20, seed: int = 0
+    ) -> torch.Tensor:
+        """Generate latents shaped like `inputs.latents` with `inputs.conditioning` (Euler)."""
+        gen = torch.Generator().manual_seed(seed)
+        noise = torch.randn(inputs.latents.shape, generator=gen).to(inputs.latents)
+        return euler_sample(partial(self.predict, pipeline, inputs), pipeline.schedule, noise, num_steps)

@@ -1,0 +1,68 @@
+"""Add a peft LoRA to any module and read its trained weights back."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from diffsynth.errors import UserError
+
+ADAPTER = "default"
+
+
+def lora_targetable_names(module: torch.nn.Module) -> list[str]:
+    """Distinct names a user can pass to `--lora_target_modules`: each Linear layer's name with
+    the block prefix (everything up to the first numeric index) removed."""
+    names = set()
+    for full_name, sub in module.named_modules():
+        if isinstance(sub, torch.nn.Linear):
+            parts = full_name.split(".")
+            first_index = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+            names.add(".".join(parts[first_index + 1 :]) if first_index is not None and first_index + 1 < len(parts) else full_name)
+    return sorted(names)
+
+
+def matching_module_names(module: torch.nn.Module, targets: list[str]) -> list[str]:
+    """Full names of modules that peft would wrap: name == target or name ends with `.target`."""
+    pattern = re.compile(r"(^|.*\.)(" + "|".join(re.escape(t) for t in targets) + r")$")
+    return [name for name, _ in module.named_modules() if name and pattern.match(name)]
+
+
+def add_lora(
+    module: torch.nn.Module, component: str, targets: list[str], rank: int, alpha: float
+) -> int:
+    """Inject a LoRA adapter (peft) into `module` in place; returns the number of wrapped layers.
+
+    A target list that matches nothing is a `UserError` listing the names that exist.
+    """
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if rank < 1:
+        raise UserError(f"--lora_rank: expected a positive integer, got {rank}")
+    matched = matching_module_names(module, targets)
+    if not matched:
+        available = ", ".join(lora_targetable_names(module))
+        raise UserError(
+            f"--lora_target_modules: {','.join(targets)} matches no module of {component}; "
+            f"Linear layers it has: {available}"
+        )
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, init_lora_weights=True)
+    inject_adapter_in_model(config, module, adapter_name=ADAPTER)
+    for name, param in module.named_parameters():
+        param.requires_grad = "lora_" in name
+        if "lora_" in name and param.dtype != torch.float32:
+            # adapters train in fp32 even when the base is stored in bf16
+            param.data = param.data.float()
+    return len(matched)
+
+
+def lora_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter's weights with peft's names minus the adapter name:
+    `blocks.0.attn.to_q.lora_A.weight`."""
+    out = {}
+    marker = f".{ADAPTER}."
+    for name, param in module.named_parameters():
+        if "lora_A" in name or "lora_B" in name:
+            out[name.replace(marker, ".")] = param.detach().to("cpu", copy=True).contiguous()
+    return out

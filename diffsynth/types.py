@@ -1,0 +1,116 @@
+"""Typed values that cross the boundary between the core and a family plugin.
+
+Import-light: torch appears only in annotations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffsynth.models.header import CheckpointHeader
+    from diffsynth.training.flow_matching import FlowMatchSchedule
+
+
+@dataclass(frozen=True)
+class CheckpointGroup:
+    """One checkpoint identified as a family component: its shard files and merged header."""
+
+    component: str
+    #: The user's spelling of where it came from (`repo/id:glob` or a path), for messages.
+    source: str
+    header: CheckpointHeader
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return self.header.files
+
+    def sibling_config(self) -> dict[str, Any] | None:
+        """The `config.json` next to the checkpoint files, if there is one (diffusers layout)."""
+        import json
+
+        cfg = self.files[0].parent / "config.json"
+        if cfg.is_file():
+            return json.loads(cfg.read_text())
+        return None
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Resolved, identified model files handed to `load_pipeline`."""
+
+    components: dict[str, CheckpointGroup]
+    tokenizer_path: Path | None = None
+    processor_path: Path | None = None
+
+
+@dataclass
+class FamilyPipeline:
+    """What `load_pipeline` returns. Families subclass it to add tokenizers, processors, ...
+
+    `modules` holds every `torch.nn.Module` by component name ("dit", "vae", ...); the core
+    applies LoRA, freezing, dtype and gradient checkpointing to them.
+    """
+
+    modules: dict[str, torch.nn.Module]
+    schedule: FlowMatchSchedule
+    denoiser: str = "dit"
+
+    @property
+    def denoiser_module(self) -> torch.nn.Module:
+        return self.modules[self.denoiser]
+
+
+@dataclass
+class Sample:
+    """One dataset item: the metadata row with its file columns loaded (PIL images, ...)."""
+
+    index: int
+    fields: dict[str, Any]
+
+    @property
+    def prompt(self) -> str:
+        return str(self.fields.get("prompt", ""))
+
+
+@dataclass
+class TrainingInputs:
+    """Model inputs for one sample: the clean latents to denoise and the conditioning.
+
+    `conditioning` is the family's own typed dataclass (text embeddings, reference latents, ...);
+    the core never looks inside it. `loss_mask` (same shape as `latents`, 1 = counts) lets a
+    family exclude positions (e.g. a given first frame) from the loss.
+    """
+
+    latents: torch.Tensor
+    conditioning: Any
+    loss_mask: torch.Tensor | None = None
+
+
+@dataclass
+class TrainedWeights:
+    """Trained parameters handed to `split_state_dict`, per component.
+
+    For LoRA, keys are peft's names with the adapter name dropped
+    (`transformer_blocks.0.attn.to_q.lora_A.weight`); for full training, the module's own
+    `state_dict()` keys.
+    """
+
+    kind: str  # "lora" or "full"
+    tensors: dict[str, dict[str, torch.Tensor]]
+    lora_rank: int | None = None
+    lora_alpha: float | None = None
+    lora_target_modules: tuple[str, ...] = ()
+
+
+@dataclass
+class OutputFile:
+    """One safetensors file to write: `<stem><suffix>.safetensors` with header metadata."""
+
+    suffix: str
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,94 @@
+"""Module configs for checkpoints: the sibling config.json when there is one, else inferred from
+the tensor shapes in the header; plus the text encoder's saved -> in-memory key layout."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from diffsynth.errors import UserError
+from diffsynth.models.header import CheckpointHeader
+from diffsynth.types import CheckpointGroup
+
+
+def dit_config(group: CheckpointGroup) -> dict[str, Any]:
+    from diffusers import QwenImageTransformer2DModel
+
+    found = group.sibling_config()
+    return _init_args(QwenImageTransformer2DModel, found) if found else infer_dit_config(group.header)
+
+
+def infer_dit_config(header: CheckpointHeader) -> dict[str, Any]:
+    """QwenImageTransformer2DModel arguments from weight shapes (a bare safetensors file)."""
+    inner, in_channels = header.shape("img_in.weight")
+    head_dim = header.shape("transformer_blocks.0.attn.norm_q.weight")[0]
+    patch_size = 2  # Qwen-Image packs 2x2 latent patches; the weights can't tell it apart from channels
+    return dict(
+        patch_size=patch_size,
+        in_channels=in_channels,
+        out_channels=header.shape("proj_out.weight")[0] // (patch_size * patch_size),
+        num_layers=header.count_indexed(r"transformer_blocks\.(\d+)\."),
+        attention_head_dim=head_dim,
+        num_attention_heads=inner // head_dim,
+        joint_attention_dim=header.shape("txt_in.weight")[1],
+        guidance_embeds=False,
+        axes_dims_rope=rope_axes(head_dim),
+        zero_cond_t=False,
+        use_additional_t_cond=header.has("time_text_embed.addition_t_embedding.weight"),
+        use_layer3d_rope=False,
+    )
+
+
+def rope_axes(head_dim: int) -> tuple[int, int, int]:
+    """RoPE split (frame, height, width) of a head: the real model's 128 -> (16, 56, 56), i.e.
+    1/8 for frames, rest halved; each part even, so 16 -> (4, 6, 6)."""
+    frames = (head_dim // 8) & ~1
+    if ((head_dim - frames) // 2) % 2:
+        frames += 2
+    side = (head_dim - frames) // 2
+    return (frames, side, side)
+
+
+def vae_config(group: CheckpointGroup) -> dict[str, Any]:
+    from diffusers import AutoencoderKLQwenImage
+
+    found = group.sibling_config()
+    if found:
+        return _init_args(AutoencoderKLQwenImage, found)
+    # The real topology (dim_mult, res blocks, latents mean/std) with the widths read off the weights.
+    header = group.header
+    return dict(
+        base_dim=header.shape("encoder.conv_in.weight")[0],
+        z_dim=header.shape("post_quant_conv.weight")[0],
+    )
+
+
+def text_encoder_config(group: CheckpointGroup):
+    from transformers import Qwen2_5_VLConfig
+
+    found = group.sibling_config()
+    if not found:
+        raise UserError(
+            f"{group.source}: no config.json next to the Qwen2.5-VL text encoder; "
+            "use the repo's text_encoder/ folder (model*.safetensors + config.json)"
+        )
+    return Qwen2_5_VLConfig.from_dict(found)
+
+
+def text_encoder_keys(state: dict) -> dict:
+    """Saved Qwen2.5-VL keys (`model.*`, `visual.*`, as in the real repo) -> the module's
+    (`model.language_model.*`, `model.visual.*`); keys already in module layout pass through."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("visual."):
+            key = "model." + key
+        elif key.startswith("model.") and not key.startswith(("model.language_model.", "model.visual.")):
+            key = "model.language_model." + key.removeprefix("model.")
+        out[key] = value
+    return out
+
+
+def _init_args(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """Keep the entries of a diffusers config.json that the class's __init__ takes."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in config.items() if k in params}

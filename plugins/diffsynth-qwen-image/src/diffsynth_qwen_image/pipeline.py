@@ -1,0 +1,97 @@
+"""`load_pipeline`: the Qwen-Image modules, tokenizer and (Edit) processor from identified files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from diffsynth.config import TrainConfig
+from diffsynth.errors import UserError
+from diffsynth.models.checkpoints import build_module, load_state_dict, torch_dtype
+from diffsynth.training.flow_matching import FlowMatchSchedule
+from diffsynth.types import FamilyPipeline, ModelFiles
+
+from . import configs
+
+# DiffSynth-Studio's training schedule for Qwen-Image: exponential shift mu=0.8, terminal 0.02.
+SCHEDULE = FlowMatchSchedule(exponential_mu=0.8, shift_terminal=0.02)
+COMPONENTS = ("dit", "text_encoder", "vae")
+
+
+@dataclass
+class QwenImageModules(FamilyPipeline):
+    """The loaded family: `modules` holds dit, text_encoder, vae; plus the text front-ends."""
+
+    tokenizer: Any = None
+    #: Edit only: turns (template, edit image) into text-encoder inputs.
+    processor: Any = None
+
+    @property
+    def dit(self) -> torch.nn.Module:
+        return self.modules["dit"]
+
+    @property
+    def text_encoder(self) -> torch.nn.Module:
+        return self.modules["text_encoder"]
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        return self.modules["vae"]
+
+
+def load(models: ModelFiles, config: TrainConfig) -> QwenImageModules:
+    missing = [name for name in COMPONENTS if name not in models.components]
+    if missing:
+        raise UserError(f"qwen-image needs checkpoints for: {', '.join(missing)} (add them to --model_paths)")
+    if models.tokenizer_path is None:
+        raise UserError("qwen-image needs the Qwen2 tokenizer: pass --tokenizer_path (e.g. Qwen/Qwen-Image:tokenizer/)")
+    edit = "edit_image" in config.extra_input_names()
+    if edit and models.processor_path is None:
+        raise UserError(
+            "qwen-image with edit_image needs the Qwen2-VL processor: pass --processor_path "
+            "(e.g. Qwen/Qwen-Image-Edit:processor/)"
+        )
+    dtype = torch_dtype(config.dtype)
+    modules = {
+        "dit": load_dit(models, dtype),
+        "text_encoder": load_text_encoder(models, dtype),
+        "vae": load_vae(models, dtype),
+    }
+    from transformers import Qwen2Tokenizer
+
+    tokenizer = Qwen2Tokenizer.from_pretrained(str(models.tokenizer_path))
+    processor = None
+    if edit:
+        from .processor import ImageTextProcessor
+
+        processor = ImageTextProcessor.load(models.processor_path)
+    return QwenImageModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, processor=processor)
+
+
+def load_dit(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module:
+    from diffusers import QwenImageTransformer2DModel
+
+    group = models.components["dit"]
+    cfg = configs.dit_config(group)
+    return build_module(lambda: QwenImageTransformer2DModel(**cfg), load_state_dict(group, dtype), group.source)
+
+
+def load_vae(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module:
+    from diffusers import AutoencoderKLQwenImage
+
+    group = models.components["vae"]
+    cfg = configs.vae_config(group)
+    return build_module(lambda: AutoencoderKLQwenImage(**cfg), load_state_dict(group, dtype), group.source)
+
+
+def load_text_encoder(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    group = models.components["text_encoder"]
+    cfg = configs.text_encoder_config(group)
+    state = configs.text_encoder_keys(load_state_dict(group, dtype))
+    if "lm_head.weight" not in state:  # some exports drop the (unused here) LM head; it is tied in shape
+        state["lm_head.weight"] = torch.zeros(cfg.text_config.vocab_size, cfg.text_config.hidden_size, dtype=dtype)
+    return build_module(lambda: Qwen2_5_VLForConditionalGeneration(cfg), state, group.source)
