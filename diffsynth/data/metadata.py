@@ -102,8 +102,9 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
                 raise UserError(f"{path}: metadata file is empty")
             width = len(header)
             rows = [tuple(r) for r in reader if r]
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path} line {reader.line_num + 1}: not UTF-8 text ({e.reason})") from None
+        except UnicodeDecodeError:
+            _decode(path)  # raises, naming the line (the streamed reader is past it)
+            raise
         except csv.Error as e:
             raise UserError(f"{path} line {reader.line_num}: malformed CSV ({e})") from None
     _check_header(path, header)

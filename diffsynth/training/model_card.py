@@ -8,7 +8,9 @@ from diffsynth.config import TrainConfig
 from diffsynth.spec import FamilySpec
 
 
-def model_card(family: FamilySpec, config: TrainConfig, files: list[Path], steps: int, sources: list[str]) -> str:
+def model_card(
+    family: FamilySpec, config: TrainConfig, files: list[Path], steps: int, sources: list[str], lora_targets: list[str]
+) -> str:
     """Markdown describing what was trained, on what, and how to load it."""
     kind = "LoRA" if config.lora_base_model else "full fine-tune"
     lines = [
@@ -22,7 +24,7 @@ def model_card(family: FamilySpec, config: TrainConfig, files: list[Path], steps
     if config.lora_base_model:
         lines += [
             f"- LoRA on `{config.lora_base_model}`: rank {config.lora_rank}, alpha {config.effective_lora_alpha():g}",
-            f"- target modules: `{config.lora_target_modules}`",
+            f"- target modules: `{','.join(lora_targets)}`",
         ]
     else:
         lines.append(f"- trained components: `{config.trainable_models}`")

@@ -81,8 +81,7 @@ class Trainer:
             multiple=self.family.resolution_multiple,
             required_columns=("prompt", *self.config.extra_input_names()),
         )
-        check_dataset_quickly(options)
-        return TrainingDataset(options)
+        return TrainingDataset(options, check_dataset_quickly(options))
 
     def _load_pipeline(self) -> FamilyPipeline:
         files = resolve_model_files(self.family, self.config)
@@ -111,7 +110,7 @@ class Trainer:
             outputs.start_loss_log()
 
         set_seed(config.seed)  # same LoRA init on every rank
-        pipeline = self._load_pipeline()
+        self.pipeline = pipeline = self._load_pipeline()
         plan = plan_training(self.family, config, pipeline)
         params = apply_plan(plan, pipeline, config)
         for module in pipeline.modules.values():
@@ -125,7 +124,7 @@ class Trainer:
         optimizer, scheduler = wrapped[len(plan.components) :]
 
         sampler = RepeatShuffleSampler(
-            len(dataset.table), config.dataset_repeat, seed=config.seed,
+            dataset.num_rows, config.dataset_repeat, seed=config.seed,
             rank=accelerator.process_index, world_size=accelerator.num_processes,
         )
         loader = torch.utils.data.DataLoader(
@@ -185,7 +184,7 @@ class Trainer:
             result.files += self._save(accelerator, plan, pipeline, outputs, f"step-{result.steps}")
         if main:
             sources = [s.spec for s in model_sources(self.family, config)]
-            outputs.write_model_card(model_card(self.family, config, result.files, result.steps, sources))
+            outputs.write_model_card(model_card(self.family, config, result.files, result.steps, sources, plan.lora_targets))
         accelerator.end_training()
         return result
 
