@@ -115,3 +115,16 @@ def test_full_training_saves_per_epoch_with_module_keys(tmp_path, toy_models):
     base, _ = read_safetensors(toy_models / "toy" / "Toy" / "dit" / "model.safetensors")
     assert set(e1) == set(base)
     assert any(not e1[k].equal(base[k]) for k in base) and any(not e1[k].equal(e0[k]) for k in base)
+
+
+def test_bad_dataset_fails_before_any_model_is_resolved(tmp_path):
+    # no models exist at all: the dataset error must come first (seconds, not after a model load)
+    line = one_line_error(train(tmp_path, tmp_path / "no-models", "--lora_base_model", "dit", "--data_file_keys", "photo"))
+    assert "no column 'photo'" in line
+
+
+def test_report_to_tensorboard_writes_event_files(tmp_path, toy_models):
+    out = train(tmp_path, toy_models, "--lora_base_model", "dit", "--report_to", "tensorboard", "--max_steps", "3")
+    assert out.returncode == 0, out.stderr
+    events = list((tmp_path / "out").rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0

@@ -1,0 +1,61 @@
+"""Developer and CI sessions. `nox -s tests` is what CI runs (through .ci/run).
+
+Every session installs with constraints.txt, which pins the CPU build of torch that this
+machine has locally (an unpinned torch pulls a multi-GB CUDA build). Users don't need it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+PLUGINS = ["plugins/diffsynth-qwen-image"]
+TINY_MODEL = "models/Qwen/Qwen-Image"
+
+
+def install(session: nox.Session, *extra: str) -> None:
+    editable = [arg for p in PLUGINS for arg in ("-e", p)]
+    session.install("-c", "constraints.txt", "-e", ".[test]", *editable, *extra)
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """The whole test suite (core + plugins), CPU only."""
+    install(session)
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python="3.11")
+def demo(session: nox.Session) -> None:
+    """Write the tiny Qwen-Image preset and train a LoRA on examples/data with the seed's flags."""
+    install(session)
+    session.run("diffsynth", "models", "init", "qwen-image", TINY_MODEL, "--preset", "tiny")
+    env = {"DIFFSYNTH_SKIP_DOWNLOAD": "True", "DIFFSYNTH_MODEL_BASE_PATH": "models"}
+    session.run(
+        "diffsynth", "train", "qwen-image",
+        "--dataset_base_path", "examples/data",
+        "--dataset_metadata_path", "examples/data/metadata.csv",
+        "--max_pixels", "4096",
+        "--dataset_repeat", "10",
+        "--model_id_with_origin_paths",
+        "Qwen/Qwen-Image:transformer/diffusion_pytorch_model*.safetensors,"
+        "Qwen/Qwen-Image:text_encoder/model*.safetensors,"
+        "Qwen/Qwen-Image:vae/diffusion_pytorch_model.safetensors",
+        "--learning_rate", "1e-4",
+        "--num_epochs", "1",
+        "--remove_prefix_in_ckpt", "pipe.dit.",
+        "--output_path", os.environ.get("DEMO_OUTPUT", "./models/train/Qwen-Image_lora"),
+        "--lora_base_model", "dit",
+        "--lora_target_modules",
+        "to_q,to_k,to_v,add_q_proj,add_k_proj,add_v_proj,to_out.0,to_add_out,img_mlp.net.2,img_mod.1,txt_mlp.net.2,txt_mod.1",
+        "--lora_rank", "32",
+        "--use_gradient_checkpointing",
+        "--dataset_num_workers", "2",
+        "--find_unused_parameters",
+        env=env,
+    )
