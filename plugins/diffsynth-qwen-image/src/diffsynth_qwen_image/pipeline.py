@@ -92,6 +92,4 @@ def load_text_encoder(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module
     group = models.components["text_encoder"]
     cfg = configs.text_encoder_config(group)
     state = configs.text_encoder_keys(load_state_dict(group, dtype))
-    if "lm_head.weight" not in state:  # some exports drop the (unused here) LM head; it is tied in shape
-        state["lm_head.weight"] = torch.zeros(cfg.text_config.vocab_size, cfg.text_config.hidden_size, dtype=dtype)
     return build_module(lambda: Qwen2_5_VLForConditionalGeneration(cfg), state, group.source)
