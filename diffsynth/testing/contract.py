@@ -57,6 +57,9 @@ class FamilyContract:
     preset: str = "tiny"
     extra_inputs: tuple[str, ...] = ()
     lora_rank: int = 4
+    #: Regexes of LoRA parameters that get no gradient by design (e.g. the text stream of an
+    #: MMDiT's last block, whose output is discarded). Everything else must get a gradient.
+    lora_params_without_gradient: tuple[str, ...] = ()
 
     # -- fixtures -----------------------------------------------------------------------------
 
@@ -139,7 +142,11 @@ class FamilyContract:
         named = dict(pipeline.denoiser_module.named_parameters())
         lora = {n: p for n, p in named.items() if "lora_" in n}
         base = {n: p for n, p in named.items() if "lora_" not in n}
-        assert lora and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora.values())
+        import re
+
+        missing = [n for n, p in lora.items() if p.grad is None or p.grad.abs().sum() == 0]
+        unexpected = [n for n in missing if not any(re.search(pat, n) for pat in self.lora_params_without_gradient)]
+        assert lora and len(missing) < len(lora) / 2 and not unexpected, unexpected
         assert all(p.grad is None for p in base.values())
 
     def test_exported_lora_loads_and_changes_output(self, pipeline, hooks, config, spec, model_base, tmp_path) -> None:

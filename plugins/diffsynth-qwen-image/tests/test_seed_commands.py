@@ -1,0 +1,113 @@
+"""DiffSynth-Studio's own Qwen-Image example commands, pasted unchanged (only smaller numbers for
+CI), run offline as subprocesses against `models init` tiny presets in the real repos' layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[3]
+DATA = ROOT / "examples" / "data"
+TARGETS = "to_q,to_k,to_v,add_q_proj,add_k_proj,add_v_proj,to_out.0,to_add_out,img_mlp.net.2,img_mod.1,txt_mlp.net.2,txt_mod.1"
+BASE_SOURCES = (
+    "Qwen/Qwen-Image:transformer/diffusion_pytorch_model*.safetensors,"
+    "Qwen/Qwen-Image:text_encoder/model*.safetensors,"
+    "Qwen/Qwen-Image:vae/diffusion_pytorch_model.safetensors"
+)
+EDIT_SOURCES = BASE_SOURCES.replace("Qwen/Qwen-Image:transformer", "Qwen/Qwen-Image-Edit:transformer")
+
+
+def diffsynth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DIFFSYNTH_SKIP_DOWNLOAD="True")
+    env.pop("DIFFSYNTH_MODEL_BASE_PATH", None)  # the default ./models, as in the seed
+    return subprocess.run([sys.executable, "-m", "diffsynth", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A working directory with ./models holding both tiny repos, as `models init` writes them."""
+    root = tmp_path_factory.mktemp("seed")
+    for repo, preset in (("Qwen/Qwen-Image", "tiny"), ("Qwen/Qwen-Image-Edit", "tiny-edit")):
+        out = diffsynth("models", "init", "qwen-image", f"models/{repo}", "--preset", preset, cwd=root)
+        assert out.returncode == 0, out.stderr
+    return root
+
+
+def seed_lora_command(metadata: str, output: str, sources: str = BASE_SOURCES) -> list[str]:
+    return [
+        "train", "qwen-image",
+        "--dataset_base_path", str(DATA),
+        "--dataset_metadata_path", metadata,
+        "--max_pixels", "4096",
+        "--dataset_repeat", "1",
+        "--model_id_with_origin_paths", sources,
+        "--learning_rate", "1e-4",
+        "--num_epochs", "1",
+        "--remove_prefix_in_ckpt", "pipe.dit.",
+        "--output_path", output,
+        "--lora_base_model", "dit",
+        "--lora_target_modules", TARGETS,
+        "--lora_rank", "32",
+        "--use_gradient_checkpointing",
+        "--dataset_num_workers", "0",
+        "--find_unused_parameters",
+    ]
+
+
+@pytest.mark.parametrize("metadata", ["metadata.csv", "metadata.json", "metadata.jsonl"])
+def test_seed_lora_command_trains_and_exports(workdir, metadata):
+    out_dir = f"./models/train/lora-{metadata}"
+    result = diffsynth(*seed_lora_command(str(DATA / metadata), out_dir), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lora = load_file(workdir / out_dir / "epoch-0.safetensors")
+    rows = len((DATA / "metadata.jsonl").read_text().splitlines())
+    log = [json.loads(line) for line in (workdir / out_dir / "loss_log.jsonl").read_text().splitlines()]
+    assert len(log) == rows and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert all(k.startswith("diffusion_model.transformer_blocks.") for k in lora)
+    modules = {k.rsplit(".", 2)[0] for k in lora if k.endswith("lora_A.weight")}
+    assert all(any(m.endswith("." + t) for m in modules) for t in TARGETS.split(","))  # every target wrapped
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())  # it trained
+
+
+def test_seed_lora_loads_in_diffusers_pipeline(workdir):
+    from diffusers import QwenImagePipeline
+
+    out_dir = "./models/train/lora-diffusers"
+    result = diffsynth(*seed_lora_command(str(DATA / "metadata.csv"), out_dir), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    pipe = QwenImagePipeline.from_pretrained(workdir / "models/Qwen/Qwen-Image")
+    pipe.load_lora_weights(str(workdir / out_dir / "epoch-0.safetensors"))
+    assert pipe.get_list_adapters() == {"transformer": ["default_0"]}
+
+
+def test_seed_full_dit_command(workdir):
+    cmd = seed_lora_command(str(DATA / "metadata.csv"), "./models/train/full")
+    cmd = cmd[: cmd.index("--lora_base_model")] + ["--trainable_models", "dit", "--use_gradient_checkpointing"]
+    result = diffsynth(*cmd, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    from diffusers import QwenImageTransformer2DModel
+
+    base = QwenImageTransformer2DModel.from_pretrained(workdir / "models/Qwen/Qwen-Image/transformer")
+    trained = load_file(workdir / "models/train/full/epoch-0.safetensors")
+    assert set(trained) == set(base.state_dict())
+    base.load_state_dict(trained)  # loads back into the diffusers module as is
+    assert any(not torch.equal(trained[k], v) for k, v in
+               QwenImageTransformer2DModel.from_pretrained(workdir / "models/Qwen/Qwen-Image/transformer").state_dict().items())
+
+
+def test_seed_edit_command(workdir):
+    cmd = seed_lora_command(str(DATA / "edit" / "metadata.csv"), "./models/train/edit", EDIT_SOURCES)
+    cmd[cmd.index("--dataset_base_path") + 1] = str(DATA / "edit")
+    cmd += ["--data_file_keys", "image,edit_image", "--extra_inputs", "edit_image"]
+    result = diffsynth(*cmd, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lora = load_file(workdir / "models/train/edit/epoch-0.safetensors")
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())
