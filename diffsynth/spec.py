@@ -23,7 +23,7 @@ class ComponentSpec:
     name: str
     description: str
     detect: Detector
-    #: Component class, for humans (`models info`), e.g. "diffusers.QwenImageTransformer2DModel".
+    #: Component class, for humans (`models info`), e.g. "diffusers.SomeTransformer2DModel".
     module_class: str = ""
 
 

@@ -53,6 +53,34 @@ class LearnsResult:
         return self.correct / self.total
 
 
+def assert_family_learns(
+    family: str, model_base: Path, workdir: Path, *, learning_rate: float, dataset_repeat: int,
+    seed: int = 0, image_size: int = 32, num_seeds: int = 20, min_fraction: float = 0.9,
+) -> LearnsResult:
+    """Full-train `family`'s denoiser (models under `model_base`, offline) on red vs blue in
+    `workdir` and assert that at least `min_fraction` of samples land nearer their own class."""
+    import os
+    from unittest.mock import patch
+
+    from diffsynth.models.sources import MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV
+    from diffsynth.plugins import load_registry
+
+    with patch.dict(os.environ, {MODEL_BASE_ENV: str(model_base), SKIP_DOWNLOAD_ENV: "True"}):
+        registry = load_registry()
+        config = TrainConfig(
+            family=family,
+            dataset_base_path=str(write_two_class_dataset(workdir / "data", size=image_size)),
+            trainable_models=registry.get(family).denoiser,
+            learning_rate=learning_rate,
+            dataset_repeat=dataset_repeat,
+            output_path=str(workdir / "out"),
+            seed=seed,
+        )
+        result = train_and_sample(registry, config, num_seeds=num_seeds)
+    assert result.fraction >= min_fraction, f"{result.correct}/{result.total} samples nearer their own class"
+    return result
+
+
 def train_and_sample(
     registry: FamilyRegistry, config: TrainConfig, num_seeds: int = 20, num_steps: int = 20
 ) -> LearnsResult:

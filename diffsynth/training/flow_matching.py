@@ -21,8 +21,8 @@ FlowPredictor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class FlowMatchSchedule:
     """A family's sigma schedule.
 
-    shift:            static shift, sigma' = s*sigma / (1 + (s-1)*sigma)  (FLUX 3, Wan 5)
-    exponential_mu:   exponential time shift, sigma' = e^mu / (e^mu + 1/sigma - 1)  (Qwen-Image)
+    shift:            static shift, sigma' = s*sigma / (1 + (s-1)*sigma)
+    exponential_mu:   exponential time shift, sigma' = e^mu / (e^mu + 1/sigma - 1)
     shift_terminal:   stretch the schedule so its last training sigma equals this value
     """
 
