@@ -10,6 +10,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -65,6 +66,23 @@ def validate(config: TrainConfig, family: FamilySpec) -> None:
     config.dtype = resolve_dtype(config.dtype)
 
 
+@dataclass
+class PreparedRun:
+    """Everything `Trainer._prepare` sets up for the loop."""
+
+    accelerator: Any
+    pipeline: FamilyPipeline
+    plan: TrainablePlan
+    params: list[torch.nn.Parameter]
+    optimizer: Any
+    scheduler: Any
+    sampler: RepeatShuffleSampler
+    loader: torch.utils.data.DataLoader
+    outputs: RunOutputs
+    total_steps: int
+    started: float = field(default_factory=time.perf_counter)
+
+
 class Trainer:
     """One training run of one family."""
 
@@ -90,12 +108,40 @@ class Trainer:
     # -- the run ------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
+        config = self.config
+        validate(config, self.family)
+        dataset = self._dataset()  # fails in seconds on a bad dataset, before any model load
+        run = self._prepare(dataset)
+        result = TrainResult(steps=0)
+        with TrainingProgress(run.total_steps, enabled=run.accelerator.is_main_process) as progress:
+            progress.log(
+                f"{self.family.name}: training {', '.join(run.plan.components)} "
+                f"({sum(p.numel() for p in run.params):,} parameters) on {run.accelerator.device}, "
+                f"{run.accelerator.num_processes} process(es), {run.total_steps} steps"
+            )
+            for epoch in range(config.num_epochs):
+                run.sampler.set_epoch(epoch)
+                self._train_epoch(run, epoch, result, progress)
+                if not config.save_steps:
+                    result.files += self._save(run, f"epoch-{epoch}")
+                if result.steps >= run.total_steps:
+                    break
+        if config.save_steps and result.steps % config.save_steps != 0:
+            result.files += self._save(run, f"step-{result.steps}")
+        if run.accelerator.is_main_process:
+            sources = [s.spec for s in model_sources(self.family, config)]
+            run.outputs.write_model_card(
+                model_card(self.family, config, result.files, result.steps, sources, run.plan.lora_targets)
+            )
+        run.accelerator.end_training()
+        return result
+
+    def _prepare(self, dataset: TrainingDataset) -> PreparedRun:
+        """Accelerator, output folder, pipeline with LoRA/freezing, optimizer and data order."""
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
         config = self.config
-        validate(config, self.family)
-        dataset = self._dataset()  # fails in seconds on a bad dataset, before any model load
         accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),
             gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -103,9 +149,8 @@ class Trainer:
             project_dir=config.output_path,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
         )
-        main = accelerator.is_main_process
         outputs = RunOutputs(prepare_output_dir(Path(config.output_path)))
-        if main:
+        if accelerator.is_main_process:
             outputs.write_training_args(config.to_dict())
             outputs.start_loss_log()
 
@@ -118,10 +163,10 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         # constant LR, explicitly: no hidden warm-up/down (DiffSynth's ConstantLR runs 5 steps at lr/3)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-        wrapped = accelerator.prepare(*[pipeline.modules[n] for n in plan.components], optimizer, scheduler)
-        for name, module in zip(plan.components, wrapped[: len(plan.components)]):
-            pipeline.modules[name] = module
-        optimizer, scheduler = wrapped[len(plan.components) :]
+        *modules, optimizer, scheduler = accelerator.prepare(
+            *[pipeline.modules[n] for n in plan.components], optimizer, scheduler
+        )
+        pipeline.modules.update(zip(plan.components, modules))
 
         sampler = RepeatShuffleSampler(
             dataset.num_rows, config.dataset_repeat, seed=config.seed,
@@ -130,68 +175,56 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=1, sampler=sampler, collate_fn=first_item, num_workers=config.dataset_num_workers
         )
-        steps_per_epoch = math.ceil(len(sampler) / config.gradient_accumulation_steps)
-        total = steps_per_epoch * config.num_epochs
+        total = math.ceil(len(sampler) / config.gradient_accumulation_steps) * config.num_epochs
         if config.max_steps is not None:
             total = min(total, config.max_steps)
         if config.report_to == "tensorboard":
-            accelerator.init_trackers("diffsynth", config={k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))})
-
+            scalars = {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))}
+            accelerator.init_trackers("diffsynth", config=scalars)
         set_seed(config.seed, device_specific=True)  # different noise per rank
-        result = TrainResult(steps=0)
-        train_preprocess = any(n != pipeline.denoiser for n in plan.components)
-        modules = [pipeline.modules[n] for n in plan.components]
-        started = time.perf_counter()
-        with TrainingProgress(total, enabled=main) as progress:
-            progress.log(
-                f"{self.family.name}: training {', '.join(plan.components)} "
-                f"({sum(p.numel() for p in params):,} parameters) on {accelerator.device}, "
-                f"{accelerator.num_processes} process(es), {total} steps"
-            )
-            for epoch in range(config.num_epochs):
-                sampler.set_epoch(epoch)
-                for sample in loader:
-                    with accelerator.accumulate(*modules):
-                        inputs = self.hooks.preprocess(pipeline, sample, config, with_grad=train_preprocess)
-                        loss = self.hooks.loss(pipeline, inputs, config)
-                        accelerator.backward(loss)
-                        optimizer.step()
-                        scheduler.step()
-                        optimizer.zero_grad(set_to_none=True)
-                    if not accelerator.sync_gradients:
-                        continue
-                    result.steps += 1
-                    value = float(loss.detach().float().item())
-                    result.losses.append(value)
-                    lr = scheduler.get_last_lr()[0]
-                    smooth = progress.advance(value, lr)
-                    if main:
-                        outputs.append_loss(
-                            {"step": result.steps, "epoch": epoch, "loss": value, "smoothed_loss": smooth,
-                             "lr": lr, "row": sample.index, "elapsed_s": round(time.perf_counter() - started, 3)}
-                        )
-                    if config.report_to == "tensorboard":
-                        accelerator.log({"loss": value, "lr": lr}, step=result.steps)
-                    if config.save_steps and result.steps % config.save_steps == 0:
-                        result.files += self._save(accelerator, plan, pipeline, outputs, f"step-{result.steps}")
-                    if result.steps >= total:
-                        break
-                if not config.save_steps:
-                    result.files += self._save(accelerator, plan, pipeline, outputs, f"epoch-{epoch}")
-                if result.steps >= total:
-                    break
-        if config.save_steps and result.steps % config.save_steps != 0:
-            result.files += self._save(accelerator, plan, pipeline, outputs, f"step-{result.steps}")
-        if main:
-            sources = [s.spec for s in model_sources(self.family, config)]
-            outputs.write_model_card(model_card(self.family, config, result.files, result.steps, sources, plan.lora_targets))
-        accelerator.end_training()
-        return result
+        return PreparedRun(accelerator, pipeline, plan, params, optimizer, scheduler, sampler, loader, outputs, total)
 
-    def _save(self, accelerator, plan: TrainablePlan, pipeline: FamilyPipeline, outputs: RunOutputs, stem: str) -> list[Path]:
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
+    def _train_epoch(self, run: PreparedRun, epoch: int, result: TrainResult, progress: TrainingProgress) -> None:
+        config, pipeline, accelerator = self.config, run.pipeline, run.accelerator
+        train_preprocess = any(n != pipeline.denoiser for n in run.plan.components)
+        modules = [pipeline.modules[n] for n in run.plan.components]
+        micro_losses: list[float] = []
+        rows: list[int] = []
+        for sample in run.loader:
+            with accelerator.accumulate(*modules):
+                inputs = self.hooks.preprocess(pipeline, sample, config, with_grad=train_preprocess)
+                loss = self.hooks.loss(pipeline, inputs, config)
+                accelerator.backward(loss)
+                run.optimizer.step()
+                run.scheduler.step()
+                run.optimizer.zero_grad(set_to_none=True)
+            micro_losses.append(float(loss.detach().float().item()))
+            rows.append(sample.index)
+            if not accelerator.sync_gradients:
+                continue
+            result.steps += 1
+            value = sum(micro_losses) / len(micro_losses)  # the optimizer step's mean loss
+            result.losses.append(value)
+            lr = run.scheduler.get_last_lr()[0]
+            smooth = progress.advance(value, lr)
+            if accelerator.is_main_process:
+                run.outputs.append_loss(
+                    {"step": result.steps, "epoch": epoch, "loss": value, "smoothed_loss": smooth, "lr": lr,
+                     "rows": rows, "elapsed_s": round(time.perf_counter() - run.started, 3)}
+                )
+            if config.report_to == "tensorboard":
+                accelerator.log({"loss": value, "lr": lr}, step=result.steps)
+            micro_losses, rows = [], []
+            if config.save_steps and result.steps % config.save_steps == 0:
+                result.files += self._save(run, f"step-{result.steps}")
+            if result.steps >= run.total_steps:
+                return
+
+    def _save(self, run: PreparedRun, stem: str) -> list[Path]:
+        """Write the trained weights as `<stem>*.safetensors` (main process only)."""
+        run.accelerator.wait_for_everyone()
+        if not run.accelerator.is_main_process:
             return []
-        modules = {n: accelerator.unwrap_model(pipeline.modules[n]) for n in plan.components}
-        weights = trained_weights(plan, modules, self.config)
-        return outputs.write_weights(stem, self.hooks.split(weights, self.config))
+        modules = {n: run.accelerator.unwrap_model(run.pipeline.modules[n]) for n in run.plan.components}
+        weights = trained_weights(run.plan, modules, self.config)
+        return run.outputs.write_weights(stem, self.hooks.split(weights, self.config))

@@ -96,6 +96,7 @@ def test_lora_run_writes_weights_args_log_and_card(tmp_path, toy_models, metadat
     log = [json.loads(line) for line in (folder / "loss_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, steps + 1))
     assert all(r["lr"] == 1e-3 for r in log)  # constant LR from the first step
+    assert [len(r["rows"]) for r in log[:-1]] == [2] * (steps - 1)  # two micro-batches per step
     saved = sorted(p.name for p in folder.glob("step-*.safetensors"))
     expected = sorted({f"step-{s}.safetensors" for s in range(5, steps + 1, 5)} | {f"step-{steps}.safetensors"})
     assert saved == expected
