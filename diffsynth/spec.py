@@ -81,6 +81,9 @@ class FamilySpec:
     components: tuple[ComponentSpec, ...]
     variants: tuple[VariantSpec, ...]
     default_lora_targets: tuple[str, ...]
+    #: Other tools' names for LoRA targets -> this family's module-name suffixes, so users can
+    #: paste e.g. DiffSynth-Studio's or the original repo's names into --lora_target_modules.
+    lora_target_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: The component that is denoised and that LoRA attaches to by default.
     denoiser: str = "dit"
     extra_inputs: tuple[ExtraInputSpec, ...] = ()
@@ -106,6 +109,11 @@ class FamilySpec:
             if var.name == name:
                 return var
         raise KeyError(name)
+
+    def expand_lora_targets(self, names: list[str]) -> list[str]:
+        """Replace aliases by the module names they stand for (order kept, no duplicates)."""
+        expanded = [t for name in names for t in self.lora_target_aliases.get(name, (name,))]
+        return list(dict.fromkeys(expanded))
 
     def option_defaults(self) -> dict[str, Any]:
         return {opt.name: opt.default for opt in self.options}

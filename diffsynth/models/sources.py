@@ -90,9 +90,26 @@ def parse_origin_paths(text: str) -> list[ModelSource]:
     return [parse_origin_path(e) for e in text.split(",") if e.strip()]
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin", ".pt", ".ckpt")
+
+
 def _match(settings: DownloadSettings, source: ModelSource) -> list[Path]:
+    """Files of the source under the base path. A pattern ending in `/` names a folder (the
+    seed's `repo:text_encoder_2/`) and means the weight files in it."""
     root = settings.base_path / source.repo_id
-    return sorted(p for p in root.glob(source.pattern) if p.is_file()) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    if source.pattern.endswith("/"):
+        folder = root / source.pattern
+        files = sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+        safetensors = [p for p in files if p.suffix == ".safetensors"]
+        return safetensors or files  # a folder holding both formats means one model, twice
+    return sorted(p for p in root.glob(source.pattern) if p.is_file())
+
+
+def _download_pattern(pattern: str) -> str:
+    # `dir/` matches nothing in modelscope 1.40; `dir/*` does
+    return f"{pattern}*" if pattern.endswith("/") else pattern
 
 
 def download(settings: DownloadSettings, repo_id: str, pattern: str) -> None:
@@ -124,7 +141,7 @@ def resolve_files(source: ModelSource, settings: DownloadSettings) -> tuple[Path
                 f"{source.spec}: no file matches {settings.base_path / source.repo_id / source.pattern}"
                 f" and downloads are disabled ({SKIP_DOWNLOAD_ENV}=True)"
             )
-        download(settings, source.repo_id, source.pattern)
+        download(settings, source.repo_id, _download_pattern(source.pattern))
         files = _match(settings, source)
         if not files:
             raise UserError(f"{source.spec}: the {settings.source} repo has no file matching {source.pattern}")
@@ -144,6 +161,5 @@ def resolve_folder(spec: str, settings: DownloadSettings, flag: str) -> Path:
             raise UserError(
                 f"{flag}: folder {folder} not found and downloads are disabled ({SKIP_DOWNLOAD_ENV}=True)"
             )
-        # `dir/` matches nothing in modelscope 1.40; `dir/*` does
-        download(settings, repo_id, f"{sub.rstrip('/')}/*")
+        download(settings, repo_id, _download_pattern(sub.rstrip("/") + "/"))
     return folder

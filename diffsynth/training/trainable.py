@@ -43,7 +43,7 @@ def plan_training(family: FamilySpec, config: TrainConfig, pipeline: FamilyPipel
         raise UserError("nothing to train: give --lora_base_model (LoRA) or --trainable_models (full training)")
     if lora is not None and lora in full:
         raise UserError(f"--lora_base_model {lora} is also in --trainable_models; choose LoRA or full training for it")
-    targets = config.lora_targets() or list(family.default_lora_targets)
+    targets = family.expand_lora_targets(config.lora_targets() or list(family.default_lora_targets))
     return TrainablePlan(lora, targets, full)
 
 

@@ -88,3 +88,20 @@ def test_both_source_flags_mix_and_defaults_apply_when_none(tmp_path):
     cfg = TrainConfig(model_paths=f'["{local}"]', model_id_with_origin_paths="org/repo:x.safetensors")
     assert [s.spec for s in model_sources(family, cfg)] == [str(local), "org/repo:x.safetensors"]
     assert [s.spec for s in model_sources(family, TrainConfig())] == ["toy/Toy:dit/*.safetensors"]
+
+
+def test_folder_pattern_means_the_weight_files_in_it(tmp_path):
+    for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                 "model.safetensors.index.json", "config.json"):
+        touch(tmp_path / "org/repo/text_encoder_2" / name)
+    settings = DownloadSettings(tmp_path, skip=True, source="modelscope")
+    (source,) = parse_origin_paths("org/repo:text_encoder_2/")
+    assert [p.name for p in resolve_files(source, settings)] == [
+        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+
+
+def test_lora_target_aliases_expand_to_module_names():
+    from diffsynth.spec import FamilySpec
+
+    spec = FamilySpec("f", "", (), (), ("q",), lora_target_aliases={"q": ("attn1.to_q", "attn2.to_q")})
+    assert spec.expand_lora_targets(["q", "to_out.0", "attn1.to_q"]) == ["attn1.to_q", "attn2.to_q", "to_out.0"]
