@@ -16,7 +16,7 @@ def opt(default: Any, help: str, panel: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, "panel": panel, **extra})
 
 
-DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT = (
+DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT, CHECKPOINTS = (
     "Dataset",
     "Models",
     "Training",
@@ -24,6 +24,7 @@ DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT = (
     "Gradient",
     "Resolution",
     "Output",
+    "Checkpoints",
 )
 
 
@@ -38,7 +39,12 @@ class TrainConfig:
         "Metadata file (.csv, .json list or .jsonl). Default: metadata.csv/.jsonl/.json in the base path.",
         DATASET,
     )
-    data_file_keys: str = opt("image", "Comma-separated metadata columns that name files to load.", DATASET)
+    data_file_keys: str | None = opt(
+        None,
+        "Comma-separated metadata columns that name files to load (default: the family's, e.g. image; "
+        "absent ones are skipped).",
+        DATASET,
+    )
     dataset_repeat: int = opt(1, "Times to repeat the dataset per epoch (costs no memory).", DATASET)
     dataset_num_workers: int = opt(0, "DataLoader worker processes.", DATASET)
     extra_inputs: str | None = opt(
@@ -50,6 +56,11 @@ class TrainConfig:
     max_pixels: int = opt(
         1024 * 1024,
         "Dynamic resolution: scale images down (never up) to at most this many pixels.",
+        RESOLUTION,
+    )
+    num_frames: int = opt(
+        81,
+        "Video: the first N frames; a shorter video gives the largest n <= its length with n % 4 == 1.",
         RESOLUTION,
     )
     # --- Models ---
@@ -79,10 +90,10 @@ class TrainConfig:
     task: str = opt("sft", "Training task (sft: flow-matching supervised fine-tuning).", TRAINING)
     seed: int = opt(0, "Random seed (noise, timesteps, data order, LoRA init).", TRAINING)
     min_timestep_boundary: float = opt(
-        0.0, "Train only on timesteps above this fraction of the schedule (0 = least noise).", TRAINING
+        0.0, "Skip the noisiest fraction of the schedule: train on indices >= this fraction counted from the noisy end (0 = sigma 1).", TRAINING
     )
     max_timestep_boundary: float = opt(
-        1.0, "Train only on timesteps below this fraction of the schedule (1 = most noise).", TRAINING
+        1.0, "Train on schedule indices < this fraction counted from the noisy end (1 = all; 0.417 = a high-noise expert).", TRAINING
     )
     dtype: str = opt("auto", "Weight/compute dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16.", TRAINING)
     find_unused_parameters: bool = opt(False, "Pass find_unused_parameters to DDP.", TRAINING)
@@ -102,6 +113,17 @@ class TrainConfig:
         None, "Accepted for compatibility: our keys never carry DiffSynth's pipe.dit. prefix.", OUTPUT
     )
     report_to: str = opt("none", "Experiment tracker: none or tensorboard.", OUTPUT)
+    # --- Checkpoints (training state, for resuming) ---
+    checkpointing_steps: int | None = opt(
+        None, "Write a resumable training-state checkpoint every N optimizer steps.", CHECKPOINTS
+    )
+    checkpoints_total_limit: int | None = opt(None, "Keep only the newest N training-state checkpoints.", CHECKPOINTS)
+    resume_from_checkpoint: str | None = opt(
+        None, "Continue from 'latest' (in --output_path) or a checkpoints/step-N folder.", CHECKPOINTS
+    )
+    skip_nonfinite: int = opt(
+        0, "Skip up to N micro-batches whose loss is NaN/inf instead of stopping at the first.", CHECKPOINTS
+    )
 
     # --- filled by the CLI, not flags ---
     family: str = field(default="", metadata={"cli": False})

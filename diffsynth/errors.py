@@ -12,3 +12,12 @@ class UserError(Exception):
 
 class PluginError(Exception):
     """A family plugin broke the contract (a hook returned the wrong thing)."""
+
+
+class TrainingStopped(Exception):
+    """Training ended early on purpose (a signal, a non-finite loss); the message says where the
+    last checkpoint is. `exit_code` is 128 + signal for signals, 1 otherwise."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

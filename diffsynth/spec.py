@@ -91,6 +91,9 @@ class FamilySpec:
     options: tuple[FamilyOption, ...] = ()
     #: Image height/width are rounded down to a multiple of this (VAE factor x patch size).
     resolution_multiple: int = 16
+    #: File columns loaded when --data_file_keys is not given; those absent from the metadata
+    #: are skipped (DiffSynth-Studio's video trainers default to "image,video").
+    default_data_file_keys: tuple[str, ...] = ("image",)
     #: Filled in by the core at registration: distribution name and version of the plugin.
     plugin: str = ""
     plugin_version: str = ""

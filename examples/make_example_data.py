@@ -5,6 +5,9 @@
 - `examples/data/`: 8 images, 64x64 coloured shapes on white; columns `image,prompt`.
 - `examples/data/edit/`: 4 edit pairs; `edit_image` is the shape in one colour, `image` (the
   target) the same shape in another; columns `image,edit_image,prompt` ("make it blue").
+- `examples/data/video/`: 4 short clips of a moving shape, one per container (mp4/h264, webm/vp9,
+  gif, avi/mpeg4), with 9, 11, 6 and 8 frames (the frame-count rule keeps 9, 9, 5, 5); columns
+  `video,prompt`. `video/i2v/` adds `input_image` (each clip's first frame).
 Each folder has metadata.csv, metadata.json and metadata.jsonl describing the same rows.
 """
 
@@ -70,9 +73,65 @@ def make_edits(folder: Path) -> None:
     write_metadata(folder, rows)
 
 
+# (file, codec, frames, colour, shape): one clip per container
+CLIPS = (
+    ("red_circle.mp4", "libx264", 9, "red", "circle"),
+    ("blue_square.webm", "libvpx-vp9", 11, "blue", "square"),
+    ("green_triangle.gif", "gif", 6, "green", "triangle"),
+    ("yellow_circle.avi", "mpeg4", 8, "yellow", "circle"),
+)
+VIDEO_SIZE = 32
+
+
+def moving_frames(shape: str, colour: str, count: int) -> list[Image.Image]:
+    """The shape sliding right by 2 px per frame on white."""
+    base = draw_shape(shape, colour, VIDEO_SIZE)
+    frames = []
+    for i in range(count):
+        frame = Image.new("RGB", base.size, "white")
+        frame.paste(base, (2 * i - count, 0))
+        frames.append(frame)
+    return frames
+
+
+def write_clip(path: Path, frames: list[Image.Image], codec: str) -> None:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=8)
+        stream.width, stream.height = frames[0].size
+        stream.pix_fmt = {"gif": "rgb8", "libx264": "yuv420p", "libvpx-vp9": "yuv420p", "mpeg4": "yuv420p"}[codec]
+        if codec == "libx264":
+            stream.options = {"crf": "30", "preset": "veryslow"}  # byte-identical reruns, small files
+        for image in frames:
+            frame = av.VideoFrame.from_ndarray(np.asarray(image), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def make_videos(folder: Path) -> None:
+    (folder / "videos").mkdir(parents=True, exist_ok=True)
+    (folder / "i2v" / "images").mkdir(parents=True, exist_ok=True)
+    rows, i2v_rows = [], []
+    for name, codec, count, colour, shape in CLIPS:
+        frames = moving_frames(shape, colour, count)
+        write_clip(folder / "videos" / name, frames, codec)
+        prompt = f"a {colour} {shape} sliding right on a white background"
+        rows.append({"video": f"videos/{name}", "prompt": prompt})
+        first = f"images/{Path(name).stem}_first.png"
+        frames[0].save(folder / "i2v" / first, optimize=True)
+        i2v_rows.append({"video": f"../videos/{name}", "input_image": first, "prompt": prompt})
+    write_metadata(folder, rows)
+    write_metadata(folder / "i2v", i2v_rows)
+
+
 def main(out: Path) -> None:
     make_shapes(out)
     make_edits(out / "edit")
+    make_videos(out / "video")
     print(f"wrote {out}")
 
 

@@ -1,6 +1,7 @@
 """Docs stay true to the code: every hook has a section, every flag a row, every hook a test."""
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,10 @@ def test_every_train_flag_is_in_the_cli_reference():
     doc = (ROOT / "docs" / "cli.md").read_text()
     missing = [f.name for f in cli_fields() if not re.search(rf"`--{f.name}`", doc)]
     assert not missing, f"flags missing from docs/cli.md: {missing}"
+
+
+def test_cli_reference_tables_match_the_flags_help_and_defaults():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from flag_tables import flag_tables
+
+    assert flag_tables() in (ROOT / "docs" / "cli.md").read_text(), "regenerate with scripts/flag_tables.py"

@@ -11,9 +11,11 @@ import sys
 
 import typer
 
+from diffsynth.cli.dataset_cmd import dataset_app
+from diffsynth.cli.download_cmd import register_download
 from diffsynth.cli.models_cmd import models_app
 from diffsynth.cli.train_cmd import build_train_app
-from diffsynth.errors import PluginError, UserError
+from diffsynth.errors import PluginError, TrainingStopped, UserError
 from diffsynth.plugins import load_registry
 
 DEBUG_ENV = "DIFFSYNTH_DEBUG"
@@ -30,6 +32,8 @@ def build_app() -> typer.Typer:
     )
     app.add_typer(models_app(registry), name="models")
     app.add_typer(build_train_app(registry), name="train")
+    app.add_typer(dataset_app(registry), name="dataset")
+    register_download(app, registry)
     return app
 
 
@@ -59,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _fail(str(exc), exc.exit_code)
+    except TrainingStopped as exc:  # on purpose: the message is the whole report
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(exc.exit_code) from None
     except PluginError as exc:
         if debug:
             raise

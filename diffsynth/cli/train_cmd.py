@@ -38,7 +38,7 @@ def _plain_type(annotation: Any) -> Any:
     return annotation
 
 
-def _parameter(name: str, annotation: Any, default: Any, help: str, panel: str) -> inspect.Parameter:
+def option_parameter(name: str, annotation: Any, default: Any, help: str, panel: str) -> inspect.Parameter:
     kind = _plain_type(annotation)
     option = typer.Option(*_flag_names(name), help=help, rich_help_panel=panel, show_default=default is not None)
     return inspect.Parameter(
@@ -52,7 +52,7 @@ def _family_parameters(family: FamilySpec) -> list[inspect.Parameter]:
     for opt in family.options:
         if opt.name in core:
             raise UserError(f"family {family.name}: option --{opt.name} clashes with a core option")
-        params.append(_parameter(opt.name, opt.type, opt.default, opt.help, f"{family.name} options"))
+        params.append(option_parameter(opt.name, opt.type, opt.default, opt.help, f"{family.name} options"))
     return params
 
 
@@ -61,7 +61,7 @@ def make_train_command(registry: FamilyRegistry, family: FamilySpec) -> Callable
     hints = typing.get_type_hints(TrainConfig)
     core_fields = cli_fields()
     params = [
-        _parameter(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata["panel"]) for f in core_fields
+        option_parameter(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata["panel"]) for f in core_fields
     ]
     params += _family_parameters(family)
     family_option_names = [o.name for o in family.options]

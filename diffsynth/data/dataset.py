@@ -1,10 +1,11 @@
-"""The training dataset: metadata rows, repeated, with their file columns loaded as images."""
+"""The training dataset: metadata rows, repeated, with their file columns loaded as images or
+videos (lists of frames)."""
 
 from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch.utils.data
 from diffsynth.config import TrainConfig
 from diffsynth.data.media import check_fixed_size, load_image, resize_and_crop, target_size
 from diffsynth.data.metadata import MetadataTable, find_metadata, read_metadata
+from diffsynth.data.video import is_video_column, is_video_file, load_frames
 from diffsynth.errors import UserError
 from diffsynth.types import Sample
 
@@ -29,13 +31,22 @@ class DatasetOptions:
     fixed_size: tuple[int, int] | None  # (height, width) from --height/--width
     max_pixels: int
     multiple: int
+    num_frames: int = 81
+    #: True when file_keys are the family's defaults: columns absent from the metadata are skipped.
+    skip_absent_keys: bool = False
 
     @classmethod
     def from_config(
-        cls, config: TrainConfig, *, multiple: int, required_columns: tuple[str, ...] = ("prompt",)
+        cls,
+        config: TrainConfig,
+        *,
+        multiple: int,
+        required_columns: tuple[str, ...] = ("prompt",),
+        default_file_keys: tuple[str, ...] = ("image",),
     ) -> DatasetOptions:
         """Validate the dataset flags of `config`. `multiple` is the family's resolution multiple;
-        `required_columns` (plus `--extra_inputs`) must exist in the metadata. Reads no metadata."""
+        `required_columns` (plus `--extra_inputs`) must exist in the metadata; `default_file_keys`
+        are used, where present, when `--data_file_keys` is not given. Reads no metadata."""
         if multiple <= 0:
             raise ValueError(f"resolution multiple must be positive, got {multiple}")
         if not config.dataset_base_path:
@@ -48,23 +59,41 @@ class DatasetOptions:
             raise UserError(f"--dataset_repeat {config.dataset_repeat}: expected an integer >= 1")
         if config.max_pixels <= 0:
             raise UserError(f"--max_pixels {config.max_pixels}: expected a positive number of pixels")
+        if config.num_frames < 1:
+            raise UserError(f"--num_frames {config.num_frames}: expected a positive integer")
         required = dict.fromkeys([*required_columns, *config.extra_input_names()])
+        explicit = config.data_file_keys is not None
         return cls(
             base_path=base,
             metadata_path=metadata,
-            file_keys=tuple(config.file_keys()),
+            file_keys=tuple(config.file_keys()) if explicit else tuple(default_file_keys),
             required_columns=tuple(required),
             repeat=config.dataset_repeat,
             fixed_size=check_fixed_size(config.height, config.width, multiple),
             max_pixels=config.max_pixels,
             multiple=multiple,
+            num_frames=config.num_frames,
+            skip_absent_keys=not explicit,
         )
+
+    def for_table(self, table: MetadataTable) -> DatasetOptions:
+        """These options with default file keys narrowed to the columns `table` has."""
+        if not self.skip_absent_keys:
+            return self
+        present = tuple(k for k in self.file_keys if k in table.columns)
+        if not present:
+            raise UserError(
+                f"{table.path}: none of the file columns {', '.join(self.file_keys)} exists; columns: "
+                f"{', '.join(table.columns)} (name yours with --data_file_keys)"
+            )
+        return replace(self, file_keys=present, skip_absent_keys=False)
 
 
 def check_dataset_quickly(options: DatasetOptions) -> MetadataTable:
     """The cheap check run before loading models: the metadata reads, its columns exist, and every
     file it names exists. Returns the table (hand it to `TrainingDataset` to avoid re-reading)."""
     table = read_metadata(options.metadata_path)
+    options = options.for_table(table)
     needed = {key: "named in --data_file_keys" for key in options.file_keys}
     for column in options.required_columns:
         needed.setdefault(column, "required by the family or --extra_inputs")
@@ -115,15 +144,17 @@ def _check_files_exist(table: MetadataTable, options: DatasetOptions) -> None:
 
 
 class TrainingDataset(torch.utils.data.Dataset):
-    """Metadata rows repeated `options.repeat` times; item i is row i % rows with images loaded.
+    """Metadata rows repeated `options.repeat` times; item i is row i % rows with files loaded.
 
     Every `file_keys` column is loaded and fitted to one size per row: the size computed from the
-    first file key's image, so paired images (e.g. an edit's source and target) stay aligned.
+    first file key's (first frame's) image, so paired images (e.g. an edit's source and target)
+    stay aligned. A video file, or any file in a `video`/`*_video` column, becomes a list of
+    frames (`--num_frames`); other files a PIL image.
     """
 
     def __init__(self, options: DatasetOptions, table: MetadataTable | None = None) -> None:
-        self.options = options
         self.table = table if table is not None else read_metadata(options.metadata_path)
+        self.options = options = options.for_table(self.table)
         self.num_rows = len(self.table)
         for key in options.file_keys:
             if key not in self.table.columns:
@@ -143,10 +174,13 @@ class TrainingDataset(torch.utils.data.Dataset):
             value = fields[key]
             if value is None or value == "":
                 raise UserError(f"{self.table.path} row {row + 1}: column '{key}' is empty, expected a file path")
+            path = self.options.base_path / str(value)
             try:
-                img = load_image(self.options.base_path / str(value))
+                video = is_video_column(key) or is_video_file(path)
+                loaded = load_frames(path, self.options.num_frames) if video else load_image(path)
             except UserError as e:
                 raise UserError(f"{self.table.path} row {row + 1}, column '{key}': {e}") from None
+            img = loaded[0] if video else loaded
             if size is None:
                 size = target_size(
                     img.width,
@@ -155,7 +189,7 @@ class TrainingDataset(torch.utils.data.Dataset):
                     max_pixels=self.options.max_pixels,
                     multiple=self.options.multiple,
                 )
-            fields[key] = resize_and_crop(img, *size)
+            fields[key] = [resize_and_crop(f, *size) for f in loaded] if video else resize_and_crop(img, *size)
         return Sample(index=row, fields=fields)
 
 

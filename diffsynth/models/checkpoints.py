@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from diffsynth.errors import UserError
-from diffsynth.models.header import CheckpointHeader, read_header
+from diffsynth.models.header import CheckpointHeader, load_torch_state, read_header
 from diffsynth.spec import FamilySpec
 from diffsynth.types import CheckpointGroup
 
@@ -78,10 +78,7 @@ def load_state_dict(
         if path.suffix == ".safetensors":
             part = load_file(str(path))
         else:
-            try:
-                part = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except Exception as exc:  # noqa: BLE001
-                raise UserError(f"{path}: cannot load as a weights-only state dict") from exc
+            part = load_torch_state(path)
         for key, tensor in part.items():
             state[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
     return state

@@ -78,11 +78,7 @@ def read_torch_header(path: Path) -> dict[str, TensorInfo]:
     """Keys and shapes of a `.pth`/`.bin` state dict, memory-mapped, never unpickling objects."""
     import torch
 
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: cannot load as a weights-only state dict ({first})") from exc
+    state = load_torch_state(path)
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     return {
@@ -90,6 +86,24 @@ def read_torch_header(path: Path) -> dict[str, TensorInfo]:
         for k, v in state.items()
         if isinstance(v, torch.Tensor)
     }
+
+
+def load_torch_state(path: Path) -> dict:
+    """`torch.load(weights_only=True, mmap=True)`: tensors only, never arbitrary pickled objects."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"{path}: refused: it holds pickled Python objects, not only tensors "
+            "(re-save it as a state dict of tensors or as .safetensors)"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a loadable .pth/.bin checkpoint ({first[:200]})") from exc
 
 
 def read_header(files: Iterable[Path]) -> CheckpointHeader:

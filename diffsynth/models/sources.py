@@ -3,8 +3,9 @@
 - `--model_paths` is a JSON list; an item is a path or a list of shard paths.
 - `--model_id_with_origin_paths "repo/id:glob,..."`: an entry that exists as a local path is a
   path; otherwise it is split at the last `:` and the glob is matched under
-  `$DIFFSYNTH_MODEL_BASE_PATH/<repo/id>/` (default `./models`), downloading from ModelScope
-  (default) or Hugging Face when nothing matches, unless `DIFFSYNTH_SKIP_DOWNLOAD=True`.
+  `$DIFFSYNTH_MODEL_BASE_PATH/<repo/id>/` (default `./models`), downloading what is missing from
+  ModelScope (default) or Hugging Face first, unless `DIFFSYNTH_SKIP_DOWNLOAD=True`
+  (`diffsynth.models.download` says how complete files are recognised without re-fetching).
 """
 
 from __future__ import annotations
@@ -107,33 +108,20 @@ def _match(settings: DownloadSettings, source: ModelSource) -> list[Path]:
     return sorted(p for p in root.glob(source.pattern) if p.is_file())
 
 
-def _download_pattern(pattern: str) -> str:
-    # `dir/` matches nothing in modelscope 1.40; `dir/*` does
-    return f"{pattern}*" if pattern.endswith("/") else pattern
+def download(settings: DownloadSettings, repo_id: str, pattern: str) -> list[Path]:
+    """Fetch what is missing of `repo_id`'s files matching `pattern` into `<base>/<repo_id>/`
+    with the real hub client (see `diffsynth.models.download`); returns the local files."""
+    from diffsynth.models.download import download_pattern, ensure_downloaded
 
-
-def download(settings: DownloadSettings, repo_id: str, pattern: str) -> None:
-    """Fetch the files of `repo_id` matching `pattern` into `<base>/<repo_id>/` with the real
-    hub client (one pattern per call: modelscope splits a pattern string on commas)."""
-    local_dir = str(settings.base_path / repo_id)
-    try:
-        if settings.source == "huggingface":
-            from huggingface_hub import snapshot_download
-
-            snapshot_download(repo_id, allow_patterns=[pattern], local_dir=local_dir)
-        else:
-            from modelscope import snapshot_download
-
-            snapshot_download(repo_id, allow_patterns=pattern, local_dir=local_dir)
-    except Exception as exc:  # noqa: BLE001 - client errors vary; the user needs one line
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{repo_id}:{pattern}: download from {settings.source} failed: {detail}") from exc
+    return ensure_downloaded(settings.base_path, settings.source, repo_id, download_pattern(pattern))
 
 
 def resolve_files(source: ModelSource, settings: DownloadSettings) -> tuple[Path, ...]:
-    """The local files of a source, downloading them first when missing and allowed."""
+    """The local files of a source, downloading what is missing first unless downloads are off."""
     if source.paths:
         return source.paths
+    if not settings.skip:
+        download(settings, source.repo_id, source.pattern)
     files = _match(settings, source)
     if not files:
         if settings.skip:
@@ -141,10 +129,7 @@ def resolve_files(source: ModelSource, settings: DownloadSettings) -> tuple[Path
                 f"{source.spec}: no file matches {settings.base_path / source.repo_id / source.pattern}"
                 f" and downloads are disabled ({SKIP_DOWNLOAD_ENV}=True)"
             )
-        download(settings, source.repo_id, _download_pattern(source.pattern))
-        files = _match(settings, source)
-        if not files:
-            raise UserError(f"{source.spec}: the {settings.source} repo has no file matching {source.pattern}")
+        raise UserError(f"{source.spec}: the {settings.source} repo has no weight file matching {source.pattern}")
     return tuple(files)
 
 
@@ -156,10 +141,8 @@ def resolve_folder(spec: str, settings: DownloadSettings, flag: str) -> Path:
     if not sep or not repo_id:
         raise UserError(f"{flag}: {spec!r} is neither a folder nor repo/id:folder/")
     folder = settings.base_path / repo_id / sub.rstrip("/")
-    if not (folder.is_dir() and any(folder.iterdir())):
-        if settings.skip:
-            raise UserError(
-                f"{flag}: folder {folder} not found and downloads are disabled ({SKIP_DOWNLOAD_ENV}=True)"
-            )
-        download(settings, repo_id, _download_pattern(sub.rstrip("/") + "/"))
+    if not settings.skip:
+        download(settings, repo_id, sub.rstrip("/") + "/")
+    elif not (folder.is_dir() and any(folder.iterdir())):
+        raise UserError(f"{flag}: folder {folder} not found and downloads are disabled ({SKIP_DOWNLOAD_ENV}=True)")
     return folder

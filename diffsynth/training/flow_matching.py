@@ -64,14 +64,14 @@ class FlowMatchSchedule:
     ) -> torch.Tensor:
         """Uniformly draw `batch` sigmas from the training grid.
 
-        Boundaries are fractions of the grid by timestep (0 = least noise, 1 = most noise), the
-        seed's `--min/max_timestep_boundary` semantics: index i of the decreasing grid is
-        allowed when `min_boundary*N <= i < max_boundary*N`, i counted from the noisy end.
+        Boundaries are the seed's `--min/max_timestep_boundary`: fractions of the decreasing grid
+        counted from its noisy end (0 = sigma 1, 1 = sigma ~0); index i is allowed when
+        `min_boundary*N <= i < max_boundary*N`. So `max_boundary=0.417` keeps the noisiest
+        41.7% (a high-noise expert) and `min_boundary=0.417` the rest (its low-noise partner).
         """
         n = self.num_train_timesteps
         lo, hi = int(min_boundary * n), max(int(max_boundary * n), int(min_boundary * n) + 1)
-        # the grid is decreasing: position 0 is sigma ~ 1; boundaries count from sigma ~ 0
-        idx = torch.randint(n - hi, n - lo, (batch,), generator=generator)
+        idx = torch.randint(lo, min(hi, n), (batch,), generator=generator)  # DiffSynth's randint(min, max)
         return self.training_sigmas()[idx]
 
     def inference_sigmas(self, num_steps: int) -> torch.Tensor:

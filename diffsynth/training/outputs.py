@@ -28,6 +28,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous file is intact" if path.exists() else "nothing was written"
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc}); {kept}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -68,8 +72,17 @@ class RunOutputs:
     def write_training_args(self, args: dict[str, Any]) -> None:
         atomic_write_text(self.root / "training_args.json", json.dumps(args, indent=2, sort_keys=True) + "\n")
 
-    def start_loss_log(self) -> None:
-        self.loss_log.write_text("", encoding="utf-8")
+    def start_loss_log(self, keep_through_step: int = 0) -> None:
+        """Start the log; when resuming, keep the records of the steps up to the checkpoint."""
+        kept = []
+        if keep_through_step and self.loss_log.is_file():
+            for line in self.loss_log.read_text(encoding="utf-8").splitlines():
+                try:
+                    if json.loads(line)["step"] <= keep_through_step:
+                        kept.append(line + "\n")
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    break  # a torn last line from a killed run
+        atomic_write_text(self.loss_log, "".join(kept))
 
     def append_loss(self, record: dict[str, Any]) -> None:
         with open(self.loss_log, "a", encoding="utf-8") as fh:

@@ -28,7 +28,7 @@ class LossSmoother:
 class TrainingProgress:
     """A progress bar over optimizer steps; a no-op on non-main processes."""
 
-    def __init__(self, total_steps: int, enabled: bool = True) -> None:
+    def __init__(self, total_steps: int, enabled: bool = True, completed: int = 0) -> None:
         self.enabled = enabled
         self.smoother = LossSmoother()
         self.progress = Progress(
@@ -40,10 +40,12 @@ class TrainingProgress:
             TextColumn("{task.fields[rate]:.2f} it/s"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=Console(),  # stdout: stderr carries only warnings and errors
             disable=not enabled,
         )
-        self.task = self.progress.add_task("train", total=total_steps, loss=float("nan"), lr=0.0, rate=0.0)
+        self.task = self.progress.add_task(
+            "train", total=total_steps, completed=completed, loss=float("nan"), lr=0.0, rate=0.0
+        )
 
     def __enter__(self) -> TrainingProgress:
         self.progress.start()

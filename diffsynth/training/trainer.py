@@ -6,7 +6,10 @@ and loading models (minutes), and write `training_args.json` before the first st
 
 from __future__ import annotations
 
+import json
 import math
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +20,23 @@ import torch
 from diffsynth.config import TrainConfig
 from diffsynth.data.dataset import DatasetOptions, TrainingDataset, check_dataset_quickly, first_item
 from diffsynth.data.sampler import RepeatShuffleSampler
-from diffsynth.errors import UserError
+from diffsynth.errors import TrainingStopped, UserError
 from diffsynth.models.resolve import model_sources, resolve_model_files
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
+from diffsynth.training.checkpointing import (
+    CheckpointStore,
+    LoadedCheckpoint,
+    TrainingPosition,
+    check_fingerprint,
+    load_checkpoint,
+    restore_rng,
+)
 from diffsynth.training.family_hooks import FamilyHooks
 from diffsynth.training.model_card import model_card
 from diffsynth.training.outputs import RunOutputs, prepare_output_dir
 from diffsynth.training.progress import TrainingProgress
+from diffsynth.training.stop_signals import StopRequest
 from diffsynth.training.trainable import TrainablePlan, apply_plan, plan_training, trained_weights
 from diffsynth.types import FamilyPipeline
 
@@ -79,8 +91,15 @@ class PreparedRun:
     sampler: RepeatShuffleSampler
     loader: torch.utils.data.DataLoader
     outputs: RunOutputs
+    checkpoints: CheckpointStore
+    fingerprint: dict[str, Any]
     total_steps: int
+    start: TrainingPosition
+    stop: StopRequest
+    dataset: TrainingDataset
     started: float = field(default_factory=time.perf_counter)
+    nonfinite_skipped: int = 0
+    last_checkpoint: Path | None = None
 
 
 class Trainer:
@@ -98,12 +117,40 @@ class Trainer:
             self.config,
             multiple=self.family.resolution_multiple,
             required_columns=("prompt", *self.config.extra_input_names()),
+            default_file_keys=self.family.default_data_file_keys,
         )
         return TrainingDataset(options, check_dataset_quickly(options))
 
-    def _load_pipeline(self) -> FamilyPipeline:
-        files = resolve_model_files(self.family, self.config)
-        return self.hooks.load_pipeline(files, self.config)
+
+    def _resume_from(self, store: CheckpointStore) -> LoadedCheckpoint | None:
+        wanted = self.config.resume_from_checkpoint
+        if not wanted:
+            return None
+        if wanted == "latest":
+            path = store.latest()
+            if path is None:
+                return None  # nothing to resume yet: a fresh start (so one command serves both)
+        else:
+            path = Path(wanted)
+        return load_checkpoint(path)
+
+    def _fingerprint(self, plan: TrainablePlan, dataset: TrainingDataset, world_size: int) -> dict[str, Any]:
+        """What must not change between a checkpoint and the run resuming from it."""
+        c = self.config
+        fp = {
+            "family": self.family.name,
+            "lora_base_model": c.lora_base_model,
+            "lora_targets": plan.lora_targets if plan.lora_component else [],
+            "lora_rank": c.lora_rank if plan.lora_component else None,
+            "lora_alpha": c.effective_lora_alpha() if plan.lora_component else None,
+            "trainable_models": plan.full_components,
+            "gradient_accumulation_steps": c.gradient_accumulation_steps,
+            "dataset_rows": dataset.num_rows,
+            "dataset_repeat": c.dataset_repeat,
+            "seed": c.seed,
+            "world_size": world_size,
+        }
+        return json.loads(json.dumps(fp))  # the form it has after a round trip through state.json
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -112,23 +159,26 @@ class Trainer:
         validate(config, self.family)
         dataset = self._dataset()  # fails in seconds on a bad dataset, before any model load
         run = self._prepare(dataset)
-        result = TrainResult(steps=0)
-        with TrainingProgress(run.total_steps, enabled=run.accelerator.is_main_process) as progress:
+        result = TrainResult(steps=run.start.step)
+        main = run.accelerator.is_main_process
+        with run.stop, TrainingProgress(run.total_steps, enabled=main, completed=run.start.step) as progress:
             progress.log(
                 f"{self.family.name}: training {', '.join(run.plan.components)} "
                 f"({sum(p.numel() for p in run.params):,} parameters) on {run.accelerator.device}, "
                 f"{run.accelerator.num_processes} process(es), {run.total_steps} steps"
+                + (f", resumed at step {run.start.step}" if run.start.step else "")
             )
-            for epoch in range(config.num_epochs):
-                run.sampler.set_epoch(epoch)
-                self._train_epoch(run, epoch, result, progress)
+            for epoch in range(run.start.epoch, config.num_epochs):
+                skip = run.start.micro_batches_in_epoch if epoch == run.start.epoch else 0
+                run.sampler.set_epoch(epoch, skip=skip)
+                self._train_epoch(run, epoch, skip, result, progress)
                 if not config.save_steps:
                     result.files += self._save(run, f"epoch-{epoch}")
                 if result.steps >= run.total_steps:
                     break
         if config.save_steps and result.steps % config.save_steps != 0:
             result.files += self._save(run, f"step-{result.steps}")
-        if run.accelerator.is_main_process:
+        if main:
             sources = [s.spec for s in model_sources(self.family, config)]
             run.outputs.write_model_card(
                 model_card(self.family, config, result.files, result.steps, sources, run.plan.lora_targets)
@@ -137,11 +187,13 @@ class Trainer:
         return result
 
     def _prepare(self, dataset: TrainingDataset) -> PreparedRun:
-        """Accelerator, output folder, pipeline with LoRA/freezing, optimizer and data order."""
+        """Accelerator, output folder, pipeline with LoRA/freezing, optimizer, data order, and
+        the state of the checkpoint being resumed."""
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
         config = self.config
+        model_files = resolve_model_files(self.family, config)  # cheap (headers only); before any write
         accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),
             gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -150,12 +202,11 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
         )
         outputs = RunOutputs(prepare_output_dir(Path(config.output_path)))
-        if accelerator.is_main_process:
-            outputs.write_training_args(config.to_dict())
-            outputs.start_loss_log()
+        store = CheckpointStore(outputs.root)
+        resume = self._resume_from(store)
 
         set_seed(config.seed)  # same LoRA init on every rank
-        self.pipeline = pipeline = self._load_pipeline()
+        self.pipeline = pipeline = self.hooks.load_pipeline(model_files, config)
         plan = plan_training(self.family, config, pipeline)
         params = apply_plan(plan, pipeline, config)
         for module in pipeline.modules.values():
@@ -172,38 +223,87 @@ class Trainer:
             dataset.num_rows, config.dataset_repeat, seed=config.seed,
             rank=accelerator.process_index, world_size=accelerator.num_processes,
         )
+        # its own generator: a DataLoader draws a seed from the global RNG per epoch otherwise,
+        # which would make a resumed run's noise differ from an uninterrupted one's
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=1, sampler=sampler, collate_fn=first_item, num_workers=config.dataset_num_workers
+            LoadErrorsAsValues(dataset), batch_size=1, sampler=sampler, collate_fn=first_item,
+            num_workers=config.dataset_num_workers, generator=torch.Generator().manual_seed(config.seed),
         )
-        total = math.ceil(len(sampler) / config.gradient_accumulation_steps) * config.num_epochs
+        total = len(sampler) * config.num_epochs // config.gradient_accumulation_steps
         if config.max_steps is not None:
             total = min(total, config.max_steps)
+        fingerprint = self._fingerprint(plan, dataset, accelerator.num_processes)
+        set_seed(config.seed, device_specific=True)  # different noise per rank
+        start = TrainingPosition(0, 0, 0)
+        if resume is not None:
+            check_fingerprint(resume, fingerprint)
+            self._restore(resume, pipeline, plan, optimizer, scheduler, accelerator)
+            start = resume.state.position
+        if accelerator.is_main_process:
+            store.clean_incomplete()
+            outputs.write_training_args(config.to_dict())
+            outputs.start_loss_log(keep_through_step=start.step)
         if config.report_to == "tensorboard":
             scalars = {k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))}
             accelerator.init_trackers("diffsynth", config=scalars)
-        set_seed(config.seed, device_specific=True)  # different noise per rank
-        return PreparedRun(accelerator, pipeline, plan, params, optimizer, scheduler, sampler, loader, outputs, total)
+        return PreparedRun(
+            accelerator, pipeline, plan, params, optimizer, scheduler, sampler, loader, outputs, store,
+            fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
+        )
 
-    def _train_epoch(self, run: PreparedRun, epoch: int, result: TrainResult, progress: TrainingProgress) -> None:
+    def _trainable_tensors(self, run: PreparedRun) -> dict[str, torch.Tensor]:
+        modules = {n: run.accelerator.unwrap_model(run.pipeline.modules[n]) for n in run.plan.components}
+        return {
+            f"{component}.{name}": p
+            for component, module in modules.items()
+            for name, p in module.named_parameters()
+            if p.requires_grad
+        }
+
+    def _restore(self, resume: LoadedCheckpoint, pipeline, plan, optimizer, scheduler, accelerator) -> None:
+        modules = {n: accelerator.unwrap_model(pipeline.modules[n]) for n in plan.components}
+        live = {f"{c}.{n}": p for c, m in modules.items() for n, p in m.named_parameters() if p.requires_grad}
+        if set(live) != set(resume.trainable):
+            raise UserError(f"--resume_from_checkpoint: {resume.path} holds other trainable parameters than this run")
+        with torch.no_grad():
+            for name, param in live.items():
+                param.copy_(resume.trainable[name])
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        restore_rng(resume.state.rng, resume.torch_rng)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _train_epoch(
+        self, run: PreparedRun, epoch: int, skip: int, result: TrainResult, progress: TrainingProgress
+    ) -> None:
         config, pipeline, accelerator = self.config, run.pipeline, run.accelerator
         train_preprocess = any(n != pipeline.denoiser for n in run.plan.components)
         modules = [pipeline.modules[n] for n in run.plan.components]
         micro_losses: list[float] = []
         rows: list[int] = []
+        consumed = skip
         for sample in run.loader:
+            consumed += 1
+            if isinstance(sample, LoadFailure):
+                raise UserError(sample.message)
             with accelerator.accumulate(*modules):
                 inputs = self.hooks.preprocess(pipeline, sample, config, with_grad=train_preprocess)
                 loss = self.hooks.loss(pipeline, inputs, config)
-                accelerator.backward(loss)
+                value = float(loss.detach().float().item())
+                if math.isfinite(value):
+                    accelerator.backward(loss)
+                    micro_losses.append(value)
+                else:
+                    self._nonfinite(run, value, result.steps + 1, sample)
+                rows.append(sample.index)
                 run.optimizer.step()
                 run.scheduler.step()
                 run.optimizer.zero_grad(set_to_none=True)
-            micro_losses.append(float(loss.detach().float().item()))
-            rows.append(sample.index)
             if not accelerator.sync_gradients:
                 continue
             result.steps += 1
-            value = sum(micro_losses) / len(micro_losses)  # the optimizer step's mean loss
+            value = sum(micro_losses) / len(micro_losses) if micro_losses else float("nan")
             result.losses.append(value)
             lr = run.scheduler.get_last_lr()[0]
             smooth = progress.advance(value, lr)
@@ -215,10 +315,57 @@ class Trainer:
             if config.report_to == "tensorboard":
                 accelerator.log({"loss": value, "lr": lr}, step=result.steps)
             micro_losses, rows = [], []
+            position = TrainingPosition(result.steps, epoch, consumed)
             if config.save_steps and result.steps % config.save_steps == 0:
                 result.files += self._save(run, f"step-{result.steps}")
+            if config.checkpointing_steps and result.steps % config.checkpointing_steps == 0:
+                self._checkpoint(run, position)
+            if run.stop.signal is not None:
+                self._stop_on_signal(run, position)
             if result.steps >= run.total_steps:
                 return
+
+    def _nonfinite(self, run: PreparedRun, value: float, step: int, sample) -> None:
+        """Skip a NaN/inf micro-batch while --skip_nonfinite allows, else stop naming it."""
+        files = [str(run.dataset.table.row(sample.index).get(k)) for k in run.dataset.options.file_keys]
+        where = f"step {step}, dataset row {sample.index} ({', '.join(files)})"
+        if run.nonfinite_skipped < self.config.skip_nonfinite:
+            run.nonfinite_skipped += 1
+            if run.accelerator.is_main_process:
+                sys.stderr.write(
+                    f"warning: non-finite loss ({value}) at {where}: skipped "
+                    f"({run.nonfinite_skipped} of --skip_nonfinite {self.config.skip_nonfinite})\n"
+                )
+            return
+        kept = f"last checkpoint: {run.last_checkpoint}" if run.last_checkpoint else "no checkpoint was written"
+        raise TrainingStopped(
+            f"error: non-finite loss ({value}) at {where}; stopped without updating the weights; {kept}; "
+            "--skip_nonfinite N skips up to N such micro-batches",
+            exit_code=1,
+        )
+
+    def _checkpoint(self, run: PreparedRun, position: TrainingPosition) -> Path | None:
+        run.accelerator.wait_for_everyone()
+        if run.accelerator.is_main_process:
+            run.last_checkpoint = run.checkpoints.save(
+                position,
+                run.fingerprint,
+                self._trainable_tensors(run),
+                run.optimizer.state_dict(),
+                run.scheduler.state_dict(),
+                limit=self.config.checkpoints_total_limit,
+            )
+        return run.last_checkpoint
+
+    def _stop_on_signal(self, run: PreparedRun, position: TrainingPosition) -> None:
+        if run.last_checkpoint is None or run.last_checkpoint.name != f"step-{position.step}":
+            self._checkpoint(run, position)
+        name = signal.Signals(run.stop.signal).name
+        raise TrainingStopped(
+            f"interrupted by {name} after step {position.step}: checkpoint {run.last_checkpoint}; "
+            "continue with --resume_from_checkpoint latest",
+            exit_code=128 + run.stop.signal,
+        )
 
     def _save(self, run: PreparedRun, stem: str) -> list[Path]:
         """Write the trained weights as `<stem>*.safetensors` (main process only)."""
@@ -228,3 +375,28 @@ class Trainer:
         modules = {n: run.accelerator.unwrap_model(run.pipeline.modules[n]) for n in run.plan.components}
         weights = trained_weights(run.plan, modules, self.config)
         return run.outputs.write_weights(stem, self.hooks.split(weights, self.config))
+
+
+@dataclass
+class LoadFailure:
+    """A sample that could not be loaded; carried to the main process as a value, because an
+    exception raised in a DataLoader worker arrives with the worker's traceback in its text."""
+
+    index: int
+    message: str
+
+
+class LoadErrorsAsValues(torch.utils.data.Dataset):
+    """Wraps the dataset so a `UserError` while loading becomes a `LoadFailure` item."""
+
+    def __init__(self, dataset: TrainingDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except UserError as exc:
+            return LoadFailure(index, str(exc))

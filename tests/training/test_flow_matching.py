@@ -40,8 +40,9 @@ def test_inference_sigmas_run_from_one_to_zero():
 def test_boundaries_restrict_sampled_sigmas():
     sched = FlowMatchSchedule()
     gen = torch.Generator().manual_seed(0)
-    high = sched.sample_training_sigmas(2000, gen, min_boundary=0.9, max_boundary=1.0)
-    low = sched.sample_training_sigmas(2000, gen, min_boundary=0.0, max_boundary=0.1)
+    # the seed's semantics: fractions of the grid counted from its noisy end
+    low = sched.sample_training_sigmas(2000, gen, min_boundary=0.9, max_boundary=1.0)
+    high = sched.sample_training_sigmas(2000, gen, min_boundary=0.0, max_boundary=0.1)
     assert high.min() > 0.89 and low.max() < 0.11
     full = sched.sample_training_sigmas(2000, gen)
     assert full.min() < 0.05 and full.max() > 0.95

@@ -1,0 +1,242 @@
+"""Training-state checkpoints: everything needed to continue a run exactly.
+
+`<output_path>/checkpoints/step-N/` holds the trainable weights, optimizer and LR-scheduler
+state, every RNG state and the position in the data order (`state.json`, written last). A
+checkpoint is written into a hidden temporary folder, fsynced, and renamed into place; only then
+is `checkpoints/latest` (a one-line file naming the folder) replaced, atomically. A crash at any
+instant leaves the previous checkpoint and `latest` intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffsynth.errors import UserError
+from diffsynth.training.outputs import atomic_write_text
+
+FORMAT_VERSION = 1
+STATE_FILE = "state.json"
+LATEST_FILE = "latest"
+#: Test hook: `checkpoint-before-rename` kills the process between writing and renaming.
+FAULT_ENV = "DIFFSYNTH_FAULT"
+
+
+@dataclass(frozen=True)
+class TrainingPosition:
+    """Where a run stands: optimizer steps done, current epoch, micro-batches of it consumed."""
+
+    step: int
+    epoch: int
+    micro_batches_in_epoch: int
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """`state.json`: the position plus what must match for a resume to be meaningful."""
+
+    format: int
+    position: TrainingPosition
+    fingerprint: dict[str, Any]
+    rng: dict[str, Any]
+
+
+@dataclass
+class LoadedCheckpoint:
+    path: Path
+    state: CheckpointState
+    trainable: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    torch_rng: dict[str, torch.Tensor]
+
+
+# -- RNG ------------------------------------------------------------------------------------------
+
+
+def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(JSON-able python/numpy states, torch CPU/CUDA states as tensors)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    plain = {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = state
+    return plain, tensors
+
+
+def restore_rng(plain: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    version, internal, gauss = plain["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("torch_cuda_"))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def write_error_reason(exc: Exception) -> str:
+    """"File too large" / "No space left on device" from an OSError or a library's wrapper of one."""
+    if getattr(exc, "strerror", None):
+        return exc.strerror
+    text = str(exc).strip()
+    wrapped = re.search(r"([^:()]+?) \(os error \d+\)", text)  # safetensors: "...: File too large (os error 27)"
+    return wrapped.group(1).strip() if wrapped else (text.splitlines()[0] if text else type(exc).__name__)
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class CheckpointStore:
+    """The `checkpoints/` folder of one output path."""
+
+    def __init__(self, output_path: Path) -> None:
+        self.root = output_path / "checkpoints"
+
+    def clean_incomplete(self) -> None:
+        """Remove temporary folders a killed save left behind (never a complete checkpoint)."""
+        if self.root.is_dir():
+            for tmp in self.root.glob(".incomplete-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def latest(self) -> Path | None:
+        pointer = self.root / LATEST_FILE
+        if not pointer.is_file():
+            return None
+        path = self.root / pointer.read_text().strip()
+        return path if (path / STATE_FILE).is_file() else None
+
+    def save(
+        self,
+        position: TrainingPosition,
+        fingerprint: dict[str, Any],
+        trainable: dict[str, torch.Tensor],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+        limit: int | None = None,
+    ) -> Path:
+        """Write `step-N/` atomically, point `latest` at it, keep the newest `limit`.
+
+        A full disk (or any write error) is one line; the previous checkpoint and `latest` stay
+        untouched and the partial folder is removed."""
+        from safetensors import SafetensorError
+
+        try:
+            final = self._write(position, fingerprint, trainable, optimizer, scheduler)
+        except (OSError, RuntimeError, SafetensorError) as exc:  # torch/safetensors wrap ENOSPC/EFBIG
+            for tmp in self.root.glob(f".incomplete-step-*-{os.getpid()}"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            previous = self.latest()
+            kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+            raise UserError(f"{self.root}: cannot write a checkpoint ({write_error_reason(exc)}); {kept}") from exc
+        if limit:
+            self.prune(limit)
+        return final
+
+    def _write(
+        self,
+        position: TrainingPosition,
+        fingerprint: dict[str, Any],
+        trainable: dict[str, torch.Tensor],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any],
+    ) -> Path:
+        from safetensors.torch import save_file
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / f"step-{position.step}"
+        tmp = self.root / f".incomplete-step-{position.step}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        rng_plain, rng_tensors = capture_rng()
+        save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
+        save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        torch.save(optimizer, tmp / "optimizer.pt")
+        torch.save(scheduler, tmp / "scheduler.pt")
+        state = CheckpointState(FORMAT_VERSION, position, fingerprint, rng_plain)
+        (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))  # last: marks completeness
+        _fsync_tree(tmp)
+        if os.environ.get(FAULT_ENV) == "checkpoint-before-rename":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if final.exists():  # the same step saved by an earlier, interrupted attempt
+            old = self.root / f".incomplete-old-{final.name}-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+        atomic_write_text(self.root / LATEST_FILE, final.name + "\n")
+        return final
+
+    def prune(self, limit: int) -> None:
+        """Delete all but the newest `limit` complete checkpoints."""
+        steps = sorted(
+            (p for p in self.root.glob("step-*") if (p / STATE_FILE).is_file()),
+            key=lambda p: int(p.name.split("-")[1]),
+        )
+        for old in steps[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(path: Path, flag: str = "--resume_from_checkpoint") -> LoadedCheckpoint:
+    """Read a checkpoint folder; a folder that is not one is a UserError."""
+    from safetensors.torch import load_file
+
+    state_file = path / STATE_FILE
+    if not state_file.is_file():
+        raise UserError(f"{flag}: {path} is not a training checkpoint (no {STATE_FILE})")
+    try:
+        raw = json.loads(state_file.read_text())
+        state = CheckpointState(
+            format=raw["format"],
+            position=TrainingPosition(**raw["position"]),
+            fingerprint=raw["fingerprint"],
+            rng=raw["rng"],
+        )
+        return LoadedCheckpoint(
+            path=path,
+            state=state,
+            trainable=load_file(str(path / "trainable.safetensors")),
+            optimizer=torch.load(path / "optimizer.pt", weights_only=True),
+            scheduler=torch.load(path / "scheduler.pt", weights_only=True),
+            torch_rng=load_file(str(path / "rng.safetensors")),
+        )
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{flag}: {path} is not a readable training checkpoint ({type(exc).__name__})") from exc
+
+
+def check_fingerprint(loaded: LoadedCheckpoint, fingerprint: dict[str, Any]) -> None:
+    """The checkpoint must come from a run with the same family and trainable set-up."""
+    theirs = loaded.state.fingerprint
+    for key in fingerprint:
+        if theirs.get(key) != fingerprint[key]:
+            raise UserError(
+                f"--resume_from_checkpoint: {loaded.path} was written by a different run "
+                f"({key} {theirs.get(key)!r} there, {fingerprint[key]!r} here)"
+            )
