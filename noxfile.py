@@ -14,7 +14,7 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests"]
 
-PLUGINS = ["plugins/diffsynth-qwen-image"]
+PLUGINS = ["plugins/diffsynth-qwen-image", "plugins/diffsynth-flux"]
 TINY_MODEL = "models/Qwen/Qwen-Image"
 
 

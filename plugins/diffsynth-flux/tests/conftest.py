@@ -1,0 +1,71 @@
+"""Shared fixtures: the tiny presets written once per session in the real repos' layout under a
+model base path (`<base>/black-forest-labs/FLUX.1-dev`, `.../FLUX.1-Kontext-dev`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from diffsynth.config import TrainConfig
+from diffsynth.models.checkpoints import identify_all
+from diffsynth.types import ModelFiles, Sample
+from diffsynth_flux import FAMILY, init_model
+from diffsynth_flux.spec import DEV_REPO, KONTEXT_REPO, NAME
+
+# Tiny models: one thread is faster, and far faster on a CPU other jobs share (thread contention).
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def model_base(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("models")
+    assert init_model(NAME, "tiny", base / DEV_REPO, 0)
+    assert init_model(NAME, "tiny-kontext", base / KONTEXT_REPO, 0)
+    return base
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(model_base) -> Path:
+    return model_base / DEV_REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_kontext_dir(model_base) -> Path:
+    return model_base / KONTEXT_REPO
+
+
+def resolve(base: Path, source: str) -> tuple[str, list[Path]]:
+    """`repo/id:glob` (or `repo/id:folder/`) -> files under the model base path, offline."""
+    repo, pattern = source.rsplit(":", 1)
+    if pattern.endswith("/"):
+        return source, sorted((base / repo / pattern).glob("*.safetensors"))
+    return source, sorted((base / repo).glob(pattern))
+
+
+def model_files(base: Path, variant: str = "dev", sources: tuple[str, ...] | None = None) -> ModelFiles:
+    spec = FAMILY.variant(variant)
+    groups = identify_all(FAMILY, [resolve(base, s) for s in (sources or spec.model_sources)])
+    repo, folder = spec.tokenizer_source.rsplit(":", 1)
+    return ModelFiles(components=groups, tokenizer_path=base / repo / folder)
+
+
+def config(kontext: bool = False, guidance: float = 1.0) -> TrainConfig:
+    return TrainConfig(
+        dtype="fp32", extra_inputs="kontext_images" if kontext else None, family=NAME, family_options={"guidance": guidance}
+    )
+
+
+def image(seed: int, width: int = 32, height: int = 32) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def sample(kontext: bool = False) -> Sample:
+    fields = {"image": image(0), "prompt": "a red cat"}
+    if kontext:
+        fields["kontext_images"] = image(1, 48, 32)
+    return Sample(index=0, fields=fields)

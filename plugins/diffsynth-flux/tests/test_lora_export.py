@@ -1,0 +1,104 @@
+"""A LoRA trained with peft, exported by split_state_dict, loads unchanged in diffusers'
+FluxPipeline (and, by ComfyUI's rules, in ComfyUI) with the same output, alpha == or != rank."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import config
+from safetensors.torch import load_file, save_file
+
+from diffsynth.errors import UserError
+from diffsynth.training.lora import add_lora
+from diffsynth.types import TrainedWeights
+from diffsynth_flux import FAMILY, split_state_dict
+from diffsynth_flux.spec import DEFAULT_LORA_TARGETS, NAME
+
+RANK = 4
+
+
+def dit_inputs() -> dict:
+    g = torch.Generator().manual_seed(0)
+    return dict(
+        hidden_states=torch.randn(1, 4, 64, generator=g),
+        encoder_hidden_states=torch.randn(1, 7, 32, generator=g),
+        pooled_projections=torch.randn(1, 32, generator=g),
+        timestep=torch.tensor([0.5]),
+        guidance=torch.tensor([1.0]),
+        txt_ids=torch.zeros(7, 3),
+        img_ids=torch.tensor([[0, r, c] for r in range(2) for c in range(2)], dtype=torch.float32),
+        return_dict=False,
+    )
+
+
+@pytest.fixture  # fresh per test: load_lora_weights leaves peft wrappers in the transformer
+def pipe(tiny_dir):
+    from diffusers import FluxPipeline
+
+    return FluxPipeline.from_pretrained(tiny_dir)
+
+
+@pytest.mark.parametrize("alpha", [8.0, 4.0])
+def test_lora_loads_in_diffusers_and_comfy(pipe, tmp_path, alpha):
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    base = copy.deepcopy(pipe.transformer)  # pristine, for peft and for the ComfyUI-style merge
+    with torch.no_grad():
+        base_out = base(**dit_inputs())[0]
+    trained = inject_adapter_in_model(
+        LoraConfig(r=RANK, lora_alpha=alpha, target_modules=list(DEFAULT_LORA_TARGETS)), copy.deepcopy(base)
+    )
+    torch.manual_seed(1)
+    for name, param in trained.named_parameters():
+        if "lora_B" in name:
+            param.data.normal_(0, 0.1)  # peft initialises B to zero: make the LoRA do something
+    with torch.no_grad():
+        trained_out = trained(**dit_inputs())[0]
+    peft_keys = get_peft_model_state_dict(trained)
+
+    (out,) = split_state_dict(NAME, TrainedWeights("lora", {"dit": peft_keys}, lora_rank=RANK, lora_alpha=alpha), config())
+    path = tmp_path / "lora.safetensors"
+    save_file(out.tensors, str(path), metadata=out.metadata)
+
+    pipe.load_lora_weights(str(path))  # diffusers, from the file as written
+    with torch.no_grad():
+        loaded_out = pipe.transformer(**dit_inputs())[0]
+    assert not torch.allclose(trained_out, base_out, atol=1e-4)
+    torch.testing.assert_close(loaded_out, trained_out, atol=1e-5, rtol=1e-5)
+
+    # ComfyUI's rules (comfy/lora.py + utils.flux_to_diffusers): `transformer.<name>` -> that
+    # module's rows of the fused BFL weight, W += (alpha / rank) * B @ A with `<name>.alpha`
+    state = load_file(str(path))
+    merged = copy.deepcopy(base)
+    params = dict(merged.named_parameters())
+    modules = {k.removesuffix(".lora_A.weight") for k in state if k.endswith(".lora_A.weight")}
+    assert len(modules) == len(peft_keys) // 2 and all(m.startswith("transformer.") for m in modules)
+    with torch.no_grad():
+        for m in modules:
+            a, b = state[f"{m}.lora_A.weight"], state[f"{m}.lora_B.weight"]
+            params[m.removeprefix("transformer.") + ".weight"] += state[f"{m}.alpha"].item() / a.shape[0] * (b @ a)
+        comfy_out = merged(**dit_inputs())[0]
+    torch.testing.assert_close(comfy_out, trained_out, atol=1e-5, rtol=1e-5)
+
+
+def test_seed_and_bfl_target_names_expand_to_diffusers_modules(pipe):
+    seed = "a_to_qkv,b_to_qkv,ff_a.0,ff_a.2,ff_b.0,ff_b.2,a_to_out,b_to_out,proj_out,norm.linear,norm1_a.linear,norm1_b.linear,to_qkv_mlp"
+    assert set(FAMILY.expand_lora_targets(seed.split(","))) == set(DEFAULT_LORA_TARGETS)
+    bfl = "img_attn.qkv,txt_attn.qkv,img_attn.proj,txt_attn.proj,img_mlp.0,img_mlp.2,txt_mlp.0,txt_mlp.2,img_mod.lin,txt_mod.lin,linear1,linear2,modulation.lin"
+    assert set(FAMILY.expand_lora_targets(bfl.split(","))) == set(DEFAULT_LORA_TARGETS)
+    wrapped = add_lora(copy.deepcopy(pipe.transformer), "dit", FAMILY.expand_lora_targets(["linear1"]), 4, 4.0)
+    # suffix matching: the single blocks' to_q/k/v + proj_mlp (2 x 4), and the double blocks'
+    # attn.to_q/k/v too (2 x 3), which diffusers names alike (documented in docs/flux.md)
+    assert wrapped == 2 * 4 + 2 * 3
+
+
+def test_targets_matching_nothing_list_the_module_names(pipe):
+    with pytest.raises(UserError, match=r"matches no module of dit; Linear layers it has: .*add_q_proj"):
+        add_lora(copy.deepcopy(pipe.transformer), "dit", FAMILY.expand_lora_targets(["to_qkv"]), 4, 4.0)
+
+
+def test_full_training_uses_core_default():
+    assert split_state_dict(NAME, TrainedWeights("full", {"dit": {}}), config()) is None
+    assert split_state_dict("qwen-image", TrainedWeights("lora", {"dit": {}}), config()) is None
