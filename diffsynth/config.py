@@ -21,7 +21,7 @@ DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT, CHECKPOINTS = (
     "Models",
     "Training",
     "LoRA",
-    "Gradient",
+    "Memory",
     "Resolution",
     "Output",
     "Checkpoints",
@@ -106,6 +106,15 @@ class TrainConfig:
     lora_alpha: float | None = opt(None, "LoRA alpha (default: equal to the rank, scale 1).", LORA)
     # --- Gradient ---
     use_gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.", GRADIENT)
+    use_gradient_checkpointing_offload: bool = opt(
+        False, "Also keep the checkpointed activations in CPU memory (implies --use_gradient_checkpointing).", GRADIENT
+    )
+    fp8_models: str | None = opt(
+        None,
+        "Comma-separated components (or their --model_paths / --model_id_with_origin_paths entries) whose weights "
+        "are stored in FP8 (float8_e4m3fn) and computed in the training dtype; frozen models or the LoRA base.",
+        GRADIENT,
+    )
     # --- Output ---
     output_path: str = opt("./models/train", "Folder for weights, logs and the model card.", OUTPUT)
     save_steps: int | None = opt(None, "Save every N optimizer steps (else once per epoch).", OUTPUT)
@@ -135,6 +144,9 @@ class TrainConfig:
 
     def extra_input_names(self) -> list[str]:
         return split_list(self.extra_inputs)
+
+    def fp8_model_names(self) -> list[str]:
+        return split_list(self.fp8_models)
 
     def trainable_model_names(self) -> list[str]:
         return split_list(self.trainable_models)

@@ -158,7 +158,8 @@ class FamilyContract:
         for name, p in pipeline.denoiser_module.named_parameters():
             if "lora_B" in name:
                 p.data.normal_(0, 0.05)
-        files = RunOutputs(tmp_path).write_weights("lora", hooks.split(trained_weights(plan, pipeline.modules, config), config))
+        states = {n: pipeline.modules[n].state_dict() for n in plan.components}
+        files = RunOutputs(tmp_path).write_weights("lora", hooks.split(trained_weights(plan, states, config), config))
         assert len(files) == 1 and files[0].stat().st_size > 0
         self.check_exported_lora(model_base, files[0], pipeline, hooks, config)
 

@@ -57,12 +57,8 @@ def add_lora(
     return len(matched)
 
 
-def lora_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter's weights with peft's names minus the adapter name:
+def lora_tensors(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The adapter's entries of a module's state dict, with peft's names minus the adapter name:
     `blocks.0.attn.to_q.lora_A.weight`."""
-    out = {}
     marker = f".{ADAPTER}."
-    for name, param in module.named_parameters():
-        if "lora_A" in name or "lora_B" in name:
-            out[name.replace(marker, ".")] = param.detach().to("cpu", copy=True).contiguous()
-    return out
+    return {k.replace(marker, "."): v for k, v in state_dict.items() if ".lora_A." in k or ".lora_B." in k}

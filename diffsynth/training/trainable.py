@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from diffsynth.config import TrainConfig
 from diffsynth.errors import UserError
 from diffsynth.spec import FamilySpec
-from diffsynth.training.lora import add_lora, lora_state_dict
-from diffsynth.types import FamilyPipeline, TrainedWeights
+from diffsynth.models.checkpoints import torch_dtype
+from diffsynth.training.lora import add_lora, lora_tensors
+from diffsynth.training.precision import store_in_fp8
+from diffsynth.types import FamilyPipeline, ModelFiles, TrainedWeights
 
 
 @dataclass
 class TrainablePlan:
-    """Which components carry a LoRA and which are trained in full."""
+    """Which components carry a LoRA, which are trained in full, which are stored in FP8."""
 
     lora_component: str | None
     lora_targets: list[str]
     full_components: list[str]
+    fp8_components: list[str] = field(default_factory=list)
 
     @property
     def components(self) -> list[str]:
@@ -29,8 +32,26 @@ class TrainablePlan:
         return names
 
 
-def plan_training(family: FamilySpec, config: TrainConfig, pipeline: FamilyPipeline) -> TrainablePlan:
-    """Validate `--lora_base_model` / `--trainable_models` against the loaded modules."""
+def fp8_components(config: TrainConfig, pipeline: FamilyPipeline, models: ModelFiles | None) -> list[str]:
+    """`--fp8_models` entries -> component names; an entry may be a component name or the
+    source string the user gave for its checkpoint."""
+    by_source = {g.source: name for name, g in (models.components.items() if models else ())}
+    names = []
+    for entry in config.fp8_model_names():
+        name = entry if entry in pipeline.modules else by_source.get(entry)
+        if name is None:
+            raise UserError(
+                f"--fp8_models: {entry!r} is neither a component ({', '.join(pipeline.modules)}) "
+                f"nor one of the model sources ({', '.join(by_source) or 'none'})"
+            )
+        names.append(name)
+    return list(dict.fromkeys(names))
+
+
+def plan_training(
+    family: FamilySpec, config: TrainConfig, pipeline: FamilyPipeline, models: ModelFiles | None = None
+) -> TrainablePlan:
+    """Validate `--lora_base_model` / `--trainable_models` / `--fp8_models` against the modules."""
     known = ", ".join(pipeline.modules)
     full = config.trainable_model_names()
     for name in full:
@@ -44,14 +65,24 @@ def plan_training(family: FamilySpec, config: TrainConfig, pipeline: FamilyPipel
     if lora is not None and lora in full:
         raise UserError(f"--lora_base_model {lora} is also in --trainable_models; choose LoRA or full training for it")
     targets = family.expand_lora_targets(config.lora_targets() or list(family.default_lora_targets))
-    return TrainablePlan(lora, targets, full)
+    fp8 = fp8_components(config, pipeline, models)
+    for name in fp8:
+        if name in full:
+            raise UserError(
+                f"--fp8_models: {name} is also in --trainable_models; FP8 weights cannot be trained "
+                "(train a LoRA on it with --lora_base_model instead)"
+            )
+    return TrainablePlan(lora, targets, full, fp8)
 
 
 def apply_plan(plan: TrainablePlan, pipeline: FamilyPipeline, config: TrainConfig) -> list[torch.nn.Parameter]:
-    """Freeze everything, add the LoRA, unfreeze full components; returns the trainable params."""
+    """Freeze everything, store FP8 components, add the LoRA, unfreeze full components; returns
+    the trainable params. FP8 must come before the LoRA (see `precision`)."""
     for module in pipeline.modules.values():
         module.requires_grad_(False)
         module.eval()
+    for name in plan.fp8_components:
+        store_in_fp8(pipeline.modules[name], torch_dtype(config.dtype))
     if plan.lora_component:
         add_lora(
             pipeline.modules[plan.lora_component],
@@ -64,7 +95,7 @@ def apply_plan(plan: TrainablePlan, pipeline: FamilyPipeline, config: TrainConfi
         pipeline.modules[name].requires_grad_(True)
     for name in plan.components:
         pipeline.modules[name].train()
-        if config.use_gradient_checkpointing:
+        if config.use_gradient_checkpointing or config.use_gradient_checkpointing_offload:
             enable_gradient_checkpointing(pipeline.modules[name])
     return [p for name in plan.components for p in pipeline.modules[name].parameters() if p.requires_grad]
 
@@ -79,12 +110,17 @@ def enable_gradient_checkpointing(module: torch.nn.Module) -> None:
         raise UserError(f"--use_gradient_checkpointing: {type(module).__name__} does not support it")
 
 
-def trained_weights(plan: TrainablePlan, modules: dict[str, torch.nn.Module], config: TrainConfig) -> TrainedWeights:
-    """Collect the trained tensors (on CPU) for `split_state_dict`."""
+def trained_weights(
+    plan: TrainablePlan, state_dicts: dict[str, dict[str, torch.Tensor]], config: TrainConfig
+) -> TrainedWeights:
+    """The trained tensors (on CPU) for `split_state_dict`, from each trained component's full
+    state dict (gathered across processes under ZeRO/FSDP by the caller)."""
+    def on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+    tensors = {name: on_cpu(state_dicts[name]) for name in plan.full_components}
     if plan.lora_component:
-        tensors = {plan.lora_component: lora_state_dict(modules[plan.lora_component])}
-        for name in plan.full_components:
-            tensors[name] = {k: v.detach().cpu() for k, v in modules[name].state_dict().items()}
+        tensors = {plan.lora_component: on_cpu(lora_tensors(state_dicts[plan.lora_component])), **tensors}
         return TrainedWeights(
             kind="lora",
             tensors=tensors,
@@ -92,5 +128,4 @@ def trained_weights(plan: TrainablePlan, modules: dict[str, torch.nn.Module], co
             lora_alpha=config.effective_lora_alpha(),
             lora_target_modules=tuple(plan.lora_targets),
         )
-    tensors = {name: {k: v.detach().cpu() for k, v in modules[name].state_dict().items()} for name in plan.full_components}
     return TrainedWeights(kind="full", tensors=tensors)

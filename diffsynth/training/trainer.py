@@ -6,6 +6,7 @@ and loading models (minutes), and write `training_args.json` before the first st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -32,6 +33,7 @@ from diffsynth.training.checkpointing import (
     load_checkpoint,
     restore_rng,
 )
+from diffsynth.training.distributed import dump_rank_weights, expose_module_attributes
 from diffsynth.training.family_hooks import FamilyHooks
 from diffsynth.training.model_card import model_card
 from diffsynth.training.outputs import RunOutputs, prepare_output_dir
@@ -183,6 +185,7 @@ class Trainer:
             run.outputs.write_model_card(
                 model_card(self.family, config, result.files, result.steps, sources, run.plan.lora_targets)
             )
+        dump_rank_weights(self._trainable_tensors(run), run.accelerator.process_index)
         run.accelerator.end_training()
         return result
 
@@ -207,7 +210,7 @@ class Trainer:
 
         set_seed(config.seed)  # same LoRA init on every rank
         self.pipeline = pipeline = self.hooks.load_pipeline(model_files, config)
-        plan = plan_training(self.family, config, pipeline)
+        plan = plan_training(self.family, config, pipeline, model_files)
         params = apply_plan(plan, pipeline, config)
         for module in pipeline.modules.values():
             module.to(accelerator.device)
@@ -217,7 +220,9 @@ class Trainer:
         *modules, optimizer, scheduler = accelerator.prepare(
             *[pipeline.modules[n] for n in plan.components], optimizer, scheduler
         )
-        pipeline.modules.update(zip(plan.components, modules))
+        for name, wrapped in zip(plan.components, modules):
+            pipeline.modules[name] = expose_module_attributes(wrapped, pipeline.modules[name])
+        print(f"process {accelerator.process_index} of {accelerator.num_processes} on {accelerator.device}", flush=True)
 
         sampler = RepeatShuffleSampler(
             dataset.num_rows, config.dataset_repeat, seed=config.seed,
@@ -251,10 +256,16 @@ class Trainer:
             fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
         )
 
+    def _state_dicts(self, run: PreparedRun) -> dict[str, dict[str, torch.Tensor]]:
+        """Full state dicts of the trained components; under ZeRO-3/FSDP this gathers the shards,
+        so every process must call it."""
+        return {n: run.accelerator.get_state_dict(run.pipeline.modules[n]) for n in run.plan.components}
+
     def _trainable_tensors(self, run: PreparedRun) -> dict[str, torch.Tensor]:
+        states = self._state_dicts(run)
         modules = {n: run.accelerator.unwrap_model(run.pipeline.modules[n]) for n in run.plan.components}
         return {
-            f"{component}.{name}": p
+            f"{component}.{name}": states[component][name]
             for component, module in modules.items()
             for name, p in module.named_parameters()
             if p.requires_grad
@@ -287,7 +298,7 @@ class Trainer:
             consumed += 1
             if isinstance(sample, LoadFailure):
                 raise UserError(sample.message)
-            with accelerator.accumulate(*modules):
+            with accelerator.accumulate(*modules), activations_offloaded(config.use_gradient_checkpointing_offload):
                 inputs = self.hooks.preprocess(pipeline, sample, config, with_grad=train_preprocess)
                 loss = self.hooks.loss(pipeline, inputs, config)
                 value = float(loss.detach().float().item())
@@ -346,11 +357,12 @@ class Trainer:
 
     def _checkpoint(self, run: PreparedRun, position: TrainingPosition) -> Path | None:
         run.accelerator.wait_for_everyone()
+        trainable = self._trainable_tensors(run)
         if run.accelerator.is_main_process:
             run.last_checkpoint = run.checkpoints.save(
                 position,
                 run.fingerprint,
-                self._trainable_tensors(run),
+                trainable,
                 run.optimizer.state_dict(),
                 run.scheduler.state_dict(),
                 limit=self.config.checkpoints_total_limit,
@@ -370,11 +382,18 @@ class Trainer:
     def _save(self, run: PreparedRun, stem: str) -> list[Path]:
         """Write the trained weights as `<stem>*.safetensors` (main process only)."""
         run.accelerator.wait_for_everyone()
+        states = self._state_dicts(run)
         if not run.accelerator.is_main_process:
             return []
-        modules = {n: run.accelerator.unwrap_model(run.pipeline.modules[n]) for n in run.plan.components}
-        weights = trained_weights(run.plan, modules, self.config)
+        weights = trained_weights(run.plan, states, self.config)
         return run.outputs.write_weights(stem, self.hooks.split(weights, self.config))
+
+
+def activations_offloaded(enabled: bool):
+    """Keep tensors saved for backward (with checkpointing: the block inputs) in CPU memory."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())
 
 
 @dataclass
