@@ -28,6 +28,9 @@ DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT, CHECKPOINTS = (
 )
 
 
+DEFAULT_LORA_RANK = 32
+
+
 @dataclass
 class TrainConfig:
     """Options of `diffsynth train FAMILY`; `family` and `family_options` are filled by the CLI."""
@@ -102,8 +105,19 @@ class TrainConfig:
     lora_target_modules: str | None = opt(
         None, "Comma-separated module name suffixes to wrap (default: the family's).", LORA
     )
-    lora_rank: int = opt(32, "LoRA rank.", LORA)
-    lora_alpha: float | None = opt(None, "LoRA alpha (default: equal to the rank, scale 1).", LORA)
+    lora_rank: int | None = opt(None, "LoRA rank (default 32, or the rank of --lora_checkpoint).", LORA)
+    lora_alpha: float | None = opt(
+        None, "LoRA alpha (default: equal to the rank, scale 1; or the alpha of --lora_checkpoint).", LORA
+    )
+    lora_checkpoint: str | None = opt(
+        None, "Continue training this LoRA file (ours, peft, DiffSynth-Studio, diffusers, ComfyUI/kohya formats).", LORA
+    )
+    preset_lora_path: str | None = opt(
+        None, "Merge (fuse) this LoRA into the base weights before training a new LoRA on top.", LORA
+    )
+    preset_lora_model: str | None = opt(
+        None, "Component --preset_lora_path is merged into (default: the LoRA base, else the denoiser).", LORA
+    )
     # --- Gradient ---
     use_gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.", GRADIENT)
     use_gradient_checkpointing_offload: bool = opt(
@@ -154,8 +168,11 @@ class TrainConfig:
     def lora_targets(self) -> list[str]:
         return split_list(self.lora_target_modules)
 
+    def effective_lora_rank(self) -> int:
+        return self.lora_rank if self.lora_rank is not None else DEFAULT_LORA_RANK
+
     def effective_lora_alpha(self) -> float:
-        return float(self.lora_alpha) if self.lora_alpha is not None else float(self.lora_rank)
+        return float(self.lora_alpha) if self.lora_alpha is not None else float(self.effective_lora_rank())
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -52,3 +52,9 @@ def split_state_dict(family: str, weights: TrainedWeights, config: TrainConfig) 
             metadata.update(lora_rank=str(weights.lora_rank), lora_alpha=str(weights.lora_alpha))
         files.append(OutputFile("" if single else f"-{component}", tensors, metadata))
     return files
+
+
+@hookimpl(trylast=True)
+def normalize_lora_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """No family-specific names: the core's generic normalisation does the rest."""
+    return state_dict

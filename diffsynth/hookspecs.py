@@ -108,6 +108,18 @@ def compute_loss(
     """
 
 
+@hookspec(firstresult=True)
+def normalize_lora_state_dict(
+    family: str, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> dict[str, torch.Tensor] | None:
+    """Convert a LoRA file in the family's original-format names (e.g. the original repo's or a
+    fused-qkv layout) to the denoiser's module names, keys ending `.lora_A.weight`,
+    `.lora_B.weight` (and optionally `.alpha`). Return the input unchanged when it is already in
+    such names; the core then handles prefixes, adapter names and kohya spellings. Used by
+    `--lora_checkpoint` and `--preset_lora_path`. Stops at the first non-None result.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from diffsynth.errors import PluginError
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
 from diffsynth.training.flow_matching import euler_sample
+from diffsynth.training.lora_io import LoraLayers, normalize_lora_keys, read_lora_file
 from diffsynth.types import FamilyPipeline, ModelFiles, OutputFile, Sample, TrainedWeights, TrainingInputs
 
 
@@ -69,6 +70,12 @@ class FamilyHooks:
     def split(self, weights: TrainedWeights, config: TrainConfig) -> list[OutputFile]:
         files = self._hook.split_state_dict(family=self.family.name, weights=weights, config=config)
         return self._required("split_state_dict", files)
+
+    def read_lora(self, path: str, flag: str, module: torch.nn.Module) -> LoraLayers:
+        """A LoRA file in any supported format, named after `module`'s sub-modules."""
+        state, metadata = read_lora_file(path, flag)
+        state = self._hook.normalize_lora_state_dict(family=self.family.name, state_dict=state, metadata=metadata)
+        return normalize_lora_keys(state, metadata, module, f"{flag} {path}")
 
     def sample(
         self, pipeline: FamilyPipeline, inputs: TrainingInputs, num_steps: int = 20, seed: int = 0

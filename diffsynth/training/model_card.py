@@ -23,7 +23,7 @@ def model_card(
     ]
     if config.lora_base_model:
         lines += [
-            f"- LoRA on `{config.lora_base_model}`: rank {config.lora_rank}, alpha {config.effective_lora_alpha():g}",
+            f"- LoRA on `{config.lora_base_model}`: rank {config.effective_lora_rank()}, alpha {config.effective_lora_alpha():g}",
             f"- target modules: `{','.join(lora_targets)}`",
         ]
     else:

@@ -10,7 +10,8 @@ from diffsynth.config import TrainConfig
 from diffsynth.errors import UserError
 from diffsynth.spec import FamilySpec
 from diffsynth.models.checkpoints import torch_dtype
-from diffsynth.training.lora import add_lora, lora_tensors
+from diffsynth.training.lora import add_lora, lora_targetable_names, lora_tensors
+from diffsynth.training.lora_io import LoraLayers, load_into_lora, merge_lora
 from diffsynth.training.precision import store_in_fp8
 from diffsynth.types import FamilyPipeline, ModelFiles, TrainedWeights
 
@@ -75,12 +76,42 @@ def plan_training(
     return TrainablePlan(lora, targets, full, fp8)
 
 
-def apply_plan(plan: TrainablePlan, pipeline: FamilyPipeline, config: TrainConfig) -> list[torch.nn.Parameter]:
-    """Freeze everything, store FP8 components, add the LoRA, unfreeze full components; returns
-    the trainable params. FP8 must come before the LoRA (see `precision`)."""
+def adopt_lora_checkpoint(plan: TrainablePlan, config: TrainConfig, lora: LoraLayers, module: torch.nn.Module) -> None:
+    """`--lora_checkpoint`: rank and alpha come from the file; its layers are the targets unless
+    `--lora_target_modules` names them."""
+    names = {name for name, _ in module.named_modules()}
+    if not any(layer in names for layer in lora.layers):
+        raise UserError(
+            f"{lora.source}: none of its {len(lora.layers)} layers is a module of {plan.lora_component} "
+            f"(e.g. {', '.join(sorted(lora.layers)[:2])}); its Linear layers: {', '.join(lora_targetable_names(module))}"
+        )
+    if config.lora_rank is not None and config.lora_rank != lora.rank:
+        raise UserError(f"--lora_rank {config.lora_rank} clashes with --lora_checkpoint {lora.source}, which has rank {lora.rank}")
+    if config.lora_alpha is not None and config.lora_alpha != lora.alpha:
+        raise UserError(f"--lora_alpha {config.lora_alpha:g} clashes with --lora_checkpoint {lora.source}, which has alpha {lora.alpha:g}")
+    config.lora_rank, config.lora_alpha = lora.rank, lora.alpha
+    if not config.lora_targets():
+        plan.lora_targets = sorted(lora.layers)
+
+
+def apply_plan(
+    plan: TrainablePlan,
+    pipeline: FamilyPipeline,
+    config: TrainConfig,
+    preset: tuple[str, LoraLayers] | None = None,
+    resume_lora: LoraLayers | None = None,
+) -> list[torch.nn.Parameter]:
+    """Freeze everything, merge the preset LoRA, store FP8 components, add the LoRA (and load
+    `resume_lora` into it), unfreeze full components; returns the trainable params.
+    The merge comes before FP8 (one layer at a time, in the loaded dtype) and FP8 before the LoRA
+    (see `precision`)."""
     for module in pipeline.modules.values():
         module.requires_grad_(False)
         module.eval()
+    if preset is not None:
+        component, layers = preset
+        count = merge_lora(pipeline.modules[component], layers, component)
+        print(f"merged {layers.source} into {component}: {count} layers, scale {layers.scale:g}", flush=True)
     for name in plan.fp8_components:
         store_in_fp8(pipeline.modules[name], torch_dtype(config.dtype))
     if plan.lora_component:
@@ -88,9 +119,13 @@ def apply_plan(plan: TrainablePlan, pipeline: FamilyPipeline, config: TrainConfi
             pipeline.modules[plan.lora_component],
             plan.lora_component,
             plan.lora_targets,
-            config.lora_rank,
+            config.effective_lora_rank(),
             config.effective_lora_alpha(),
         )
+        if resume_lora is not None:
+            count = load_into_lora(pipeline.modules[plan.lora_component], resume_lora, plan.lora_component)
+            print(f"continuing LoRA {resume_lora.source}: {count} of {len(resume_lora.layers)} layers matched, "
+                  f"rank {resume_lora.rank}, alpha {resume_lora.alpha:g}", flush=True)
     for name in plan.full_components:
         pipeline.modules[name].requires_grad_(True)
     for name in plan.components:
@@ -124,7 +159,7 @@ def trained_weights(
         return TrainedWeights(
             kind="lora",
             tensors=tensors,
-            lora_rank=config.lora_rank,
+            lora_rank=config.effective_lora_rank(),
             lora_alpha=config.effective_lora_alpha(),
             lora_target_modules=tuple(plan.lora_targets),
         )

@@ -39,7 +39,14 @@ from diffsynth.training.model_card import model_card
 from diffsynth.training.outputs import RunOutputs, prepare_output_dir
 from diffsynth.training.progress import TrainingProgress
 from diffsynth.training.stop_signals import StopRequest
-from diffsynth.training.trainable import TrainablePlan, apply_plan, plan_training, trained_weights
+from diffsynth.training.lora_io import LoraLayers
+from diffsynth.training.trainable import (
+    TrainablePlan,
+    adopt_lora_checkpoint,
+    apply_plan,
+    plan_training,
+    trained_weights,
+)
 from diffsynth.types import FamilyPipeline
 
 
@@ -136,6 +143,23 @@ class Trainer:
             path = Path(wanted)
         return load_checkpoint(path)
 
+    def _read_lora(self, path: str | None, flag: str, pipeline: FamilyPipeline, component: str | None) -> LoraLayers | None:
+        if not path:
+            return None
+        if component is None:
+            raise UserError(f"{flag} needs --lora_base_model (the component the LoRA belongs to)")
+        return self.hooks.read_lora(path, flag, pipeline.modules[component])
+
+    def _preset_lora(self, pipeline: FamilyPipeline, plan: TrainablePlan) -> tuple[str, LoraLayers] | None:
+        """`--preset_lora_path` and the component it merges into."""
+        c = self.config
+        if not c.preset_lora_path:
+            return None
+        component = c.preset_lora_model or plan.lora_component or pipeline.denoiser
+        if component not in pipeline.modules:
+            raise UserError(f"--preset_lora_model: no component {component!r}; components: {', '.join(pipeline.modules)}")
+        return component, self.hooks.read_lora(c.preset_lora_path, "--preset_lora_path", pipeline.modules[component])
+
     def _fingerprint(self, plan: TrainablePlan, dataset: TrainingDataset, world_size: int) -> dict[str, Any]:
         """What must not change between a checkpoint and the run resuming from it."""
         c = self.config
@@ -143,7 +167,7 @@ class Trainer:
             "family": self.family.name,
             "lora_base_model": c.lora_base_model,
             "lora_targets": plan.lora_targets if plan.lora_component else [],
-            "lora_rank": c.lora_rank if plan.lora_component else None,
+            "lora_rank": c.effective_lora_rank() if plan.lora_component else None,
             "lora_alpha": c.effective_lora_alpha() if plan.lora_component else None,
             "trainable_models": plan.full_components,
             "gradient_accumulation_steps": c.gradient_accumulation_steps,
@@ -211,7 +235,11 @@ class Trainer:
         set_seed(config.seed)  # same LoRA init on every rank
         self.pipeline = pipeline = self.hooks.load_pipeline(model_files, config)
         plan = plan_training(self.family, config, pipeline, model_files)
-        params = apply_plan(plan, pipeline, config)
+        resume_lora = self._read_lora(config.lora_checkpoint, "--lora_checkpoint", pipeline, plan.lora_component)
+        if resume_lora is not None:
+            adopt_lora_checkpoint(plan, config, resume_lora, pipeline.modules[plan.lora_component])
+        preset = self._preset_lora(pipeline, plan)
+        params = apply_plan(plan, pipeline, config, preset=preset, resume_lora=resume_lora)
         for module in pipeline.modules.values():
             module.to(accelerator.device)
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
