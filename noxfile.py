@@ -25,9 +25,12 @@ def install(session: nox.Session, *extra: str) -> None:
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """The whole test suite (core + plugins), CPU only."""
+    """The whole test suite, CPU only: the core's, then each plugin's own (each plugin is its own
+    distribution with its own tests and conftest, so each runs in its own pytest process)."""
     install(session)
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", "tests", *session.posargs)
+    for plugin in PLUGINS:
+        session.run("pytest", "-q", f"{plugin}/tests", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -59,3 +62,11 @@ def demo(session: nox.Session) -> None:
         "--find_unused_parameters",
         env=env,
     )
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks (docs/benchmarks.md): `nox -s bench` writes benchmarks/results/latest.json;
+    `nox -s bench -- --quick` is the smoke run CI uses."""
+    install(session, "-e", "plugins/diffsynth-wan")  # the GPU figures use all three families
+    session.run("python", "-m", "benchmarks.run", *session.posargs)

@@ -14,7 +14,12 @@ if TYPE_CHECKING:
 
     from diffsynth.config import TrainConfig
     from diffsynth.training.flow_matching import FlowPredictor
-    from diffsynth.types import FamilyPipeline, OutputFile, TrainedWeights, TrainingInputs
+    from diffsynth.types import (
+        FamilyPipeline,
+        OutputFile,
+        TrainedWeights,
+        TrainingInputs,
+    )
 
 
 @hookimpl(trylast=True)

@@ -43,3 +43,10 @@ def test_cli_reference_tables_match_the_flags_help_and_defaults():
     from flag_tables import flag_tables
 
     assert flag_tables() in (ROOT / "docs" / "cli.md").read_text(), "regenerate with scripts/flag_tables.py"
+
+
+def test_family_plugin_covers_every_per_family_hook():
+    from diffsynth.family_plugin import PER_FAMILY_HOOKS, FamilyPlugin
+
+    assert set(PER_FAMILY_HOOKS) | {"register_families"} == set(HOOKS)
+    assert all(hasattr(FamilyPlugin, hook) for hook in HOOKS)

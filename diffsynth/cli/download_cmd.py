@@ -17,7 +17,11 @@ from diffsynth.config import TrainConfig
 from diffsynth.errors import UserError
 from diffsynth.models.download import download_pattern, ensure_downloaded, format_size
 from diffsynth.models.resolve import choose_variant
-from diffsynth.models.sources import SKIP_DOWNLOAD_ENV, DownloadSettings, parse_origin_path
+from diffsynth.models.sources import (
+    SKIP_DOWNLOAD_ENV,
+    DownloadSettings,
+    parse_origin_path,
+)
 from diffsynth.plugins import FamilyRegistry
 
 

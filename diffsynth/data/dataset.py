@@ -12,7 +12,12 @@ from typing import Any
 import torch.utils.data
 
 from diffsynth.config import TrainConfig
-from diffsynth.data.media import check_fixed_size, load_image, resize_and_crop, target_size
+from diffsynth.data.media import (
+    check_fixed_size,
+    load_image,
+    resize_and_crop,
+    target_size,
+)
 from diffsynth.data.metadata import MetadataTable, find_metadata, read_metadata
 from diffsynth.data.video import is_video_column, is_video_file, load_frames
 from diffsynth.errors import UserError

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from diffsynth.errors import UserError
-from diffsynth.models.header import CheckpointHeader, load_torch_state, read_header
+from diffsynth.models.header import load_torch_state, read_header
 from diffsynth.spec import FamilySpec
 from diffsynth.types import CheckpointGroup
 
@@ -68,7 +68,6 @@ def load_state_dict(
 
     `.pth`/`.bin` load with `weights_only=True`: arbitrary pickled objects are refused.
     """
-    import torch
     from safetensors.torch import load_file
 
     if isinstance(files, CheckpointGroup):

@@ -92,7 +92,9 @@ def _list_huggingface(repo_id: str) -> dict[str, int | None]:
 
 
 def _list_modelscope(repo_id: str) -> dict[str, int | None]:
-    from modelscope_hub.api import HubApi  # what modelscope 1.40's own HubApi delegates to
+    from modelscope_hub.api import (
+        HubApi,  # what modelscope 1.40's own HubApi delegates to
+    )
 
     return {f.path: f.size for f in HubApi().list_repo_files(repo_id, "model") if not f.is_dir}
 

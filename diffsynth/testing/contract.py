@@ -151,7 +151,11 @@ class FamilyContract:
 
     def test_exported_lora_loads_and_changes_output(self, pipeline, hooks, config, spec, model_base, tmp_path) -> None:
         from diffsynth.training.outputs import RunOutputs
-        from diffsynth.training.trainable import apply_plan, plan_training, trained_weights
+        from diffsynth.training.trainable import (
+            apply_plan,
+            plan_training,
+            trained_weights,
+        )
 
         plan = plan_training(spec, config, pipeline)
         apply_plan(plan, pipeline, config)

@@ -16,7 +16,14 @@ from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
 from diffsynth.training.flow_matching import euler_sample
 from diffsynth.training.lora_io import LoraLayers, normalize_lora_keys, read_lora_file
-from diffsynth.types import FamilyPipeline, ModelFiles, OutputFile, Sample, TrainedWeights, TrainingInputs
+from diffsynth.types import (
+    FamilyPipeline,
+    ModelFiles,
+    OutputFile,
+    Sample,
+    TrainedWeights,
+    TrainingInputs,
+)
 
 
 class FamilyHooks:

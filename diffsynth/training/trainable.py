@@ -8,8 +8,8 @@ import torch
 
 from diffsynth.config import TrainConfig
 from diffsynth.errors import UserError
-from diffsynth.spec import FamilySpec
 from diffsynth.models.checkpoints import torch_dtype
+from diffsynth.spec import FamilySpec
 from diffsynth.training.lora import add_lora, lora_targetable_names, lora_tensors
 from diffsynth.training.lora_io import LoraLayers, load_into_lora, merge_lora
 from diffsynth.training.precision import store_in_fp8

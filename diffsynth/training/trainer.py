@@ -19,7 +19,12 @@ from typing import Any
 import torch
 
 from diffsynth.config import TrainConfig
-from diffsynth.data.dataset import DatasetOptions, TrainingDataset, check_dataset_quickly, first_item
+from diffsynth.data.dataset import (
+    DatasetOptions,
+    TrainingDataset,
+    check_dataset_quickly,
+    first_item,
+)
 from diffsynth.data.sampler import RepeatShuffleSampler
 from diffsynth.errors import TrainingStopped, UserError
 from diffsynth.models.resolve import model_sources, resolve_model_files
@@ -35,11 +40,11 @@ from diffsynth.training.checkpointing import (
 )
 from diffsynth.training.distributed import dump_rank_weights, expose_module_attributes
 from diffsynth.training.family_hooks import FamilyHooks
+from diffsynth.training.lora_io import LoraLayers
 from diffsynth.training.model_card import model_card
 from diffsynth.training.outputs import RunOutputs, prepare_output_dir
 from diffsynth.training.progress import TrainingProgress
 from diffsynth.training.stop_signals import StopRequest
-from diffsynth.training.lora_io import LoraLayers
 from diffsynth.training.trainable import (
     TrainablePlan,
     adopt_lora_checkpoint,

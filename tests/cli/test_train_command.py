@@ -5,8 +5,8 @@ import json
 import pytest
 from safetensors import safe_open
 
-from diffsynth.cli import train_cmd
 from diffsynth.cli import main as cli_main
+from diffsynth.cli import train_cmd
 from tests.conftest import EXAMPLE_DATA, run_cli
 
 

@@ -13,7 +13,12 @@ import torch.utils.data
 from PIL import Image
 
 from diffsynth.config import TrainConfig
-from diffsynth.data.dataset import DatasetOptions, TrainingDataset, check_dataset_quickly, first_item
+from diffsynth.data.dataset import (
+    DatasetOptions,
+    TrainingDataset,
+    check_dataset_quickly,
+    first_item,
+)
 from diffsynth.data.sampler import RepeatShuffleSampler
 from diffsynth.errors import UserError
 from diffsynth.types import Sample

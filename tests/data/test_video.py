@@ -10,7 +10,11 @@ import pytest
 from PIL import Image
 
 from diffsynth.config import TrainConfig
-from diffsynth.data.dataset import DatasetOptions, TrainingDataset, check_dataset_quickly
+from diffsynth.data.dataset import (
+    DatasetOptions,
+    TrainingDataset,
+    check_dataset_quickly,
+)
 from diffsynth.data.video import frame_count, load_frames, load_video
 from diffsynth.errors import UserError
 

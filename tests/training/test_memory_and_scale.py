@@ -16,7 +16,7 @@ from diffsynth.errors import UserError
 from diffsynth.plugins import load_registry
 from diffsynth.training.precision import FP8
 from diffsynth.training.trainer import Trainer
-from tests.conftest import EXAMPLE_DATA, ROOT, cli_env, run_cli
+from tests.conftest import EXAMPLE_DATA, ROOT, cli_env
 
 
 @pytest.fixture

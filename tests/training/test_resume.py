@@ -4,7 +4,6 @@ non-finite losses. All on the toy family, through the real CLI in subprocesses."
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import signal

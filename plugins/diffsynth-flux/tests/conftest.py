@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diffsynth_flux import FAMILY
+from diffsynth_flux.spec import DEV_REPO, KONTEXT_REPO, NAME
+from diffsynth_flux.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
 from diffsynth.models.checkpoints import identify_all
 from diffsynth.types import ModelFiles, Sample
-from diffsynth_flux import FAMILY, init_model
-from diffsynth_flux.spec import DEV_REPO, KONTEXT_REPO, NAME
 
 # Tiny models: one thread is faster, and far faster on a CPU other jobs share (thread contention).
 torch.set_num_threads(1)
@@ -23,8 +24,8 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
-    assert init_model(NAME, "tiny", base / DEV_REPO, 0)
-    assert init_model(NAME, "tiny-kontext", base / KONTEXT_REPO, 0)
+    write_preset("tiny", base / DEV_REPO, 0)
+    write_preset("tiny-kontext", base / KONTEXT_REPO, 0)
     return base
 
 

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 from conftest import model_files
-
-from diffsynth.errors import UserError
 from diffsynth_flux import original_format
 from diffsynth_flux.pipeline import dit_state, load_dit, load_vae, vae_state
 from diffsynth_flux.spec import DEV_REPO
+
+from diffsynth.errors import UserError
 
 DIT_SHARDS = f"{DEV_REPO}:transformer/diffusion_pytorch_model*.safetensors"
 VAE_FOLDER = f"{DEV_REPO}:vae/diffusion_pytorch_model.safetensors"
@@ -68,7 +68,9 @@ def _row_ids(rows: int, cols: int) -> torch.Tensor:
 def test_bfl_mapping_matches_diffusers_converter_at_real_width():
     """At FLUX.1's real width (3072, where diffusers' converter is right by construction) our
     shape-agnostic mapping puts every row where diffusers does; one block of each kind."""
-    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+    from diffusers.loaders.single_file_utils import (
+        convert_flux_transformer_checkpoint_to_diffusers,
+    )
 
     width, mlp = 3072, 4 * 3072
     shapes = {

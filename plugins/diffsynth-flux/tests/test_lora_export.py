@@ -8,13 +8,14 @@ import copy
 import pytest
 import torch
 from conftest import config
+from diffsynth_flux import FAMILY, plugin
+from diffsynth_flux.lora_format import split
+from diffsynth_flux.spec import DEFAULT_LORA_TARGETS
 from safetensors.torch import load_file, save_file
 
 from diffsynth.errors import UserError
 from diffsynth.training.lora import add_lora
 from diffsynth.types import TrainedWeights
-from diffsynth_flux import FAMILY, split_state_dict
-from diffsynth_flux.spec import DEFAULT_LORA_TARGETS, NAME
 
 RANK = 4
 
@@ -58,7 +59,7 @@ def test_lora_loads_in_diffusers_and_comfy(pipe, tmp_path, alpha):
         trained_out = trained(**dit_inputs())[0]
     peft_keys = get_peft_model_state_dict(trained)
 
-    (out,) = split_state_dict(NAME, TrainedWeights("lora", {"dit": peft_keys}, lora_rank=RANK, lora_alpha=alpha), config())
+    (out,) = split(TrainedWeights("lora", {"dit": peft_keys}, lora_rank=RANK, lora_alpha=alpha), config())
     path = tmp_path / "lora.safetensors"
     save_file(out.tensors, str(path), metadata=out.metadata)
 
@@ -100,5 +101,5 @@ def test_targets_matching_nothing_list_the_module_names(pipe):
 
 
 def test_full_training_uses_core_default():
-    assert split_state_dict(NAME, TrainedWeights("full", {"dit": {}}), config()) is None
-    assert split_state_dict("qwen-image", TrainedWeights("lora", {"dit": {}}), config()) is None
+    assert split(TrainedWeights("full", {"dit": {}}), config()) is None
+    assert plugin.split_state_dict(family="qwen-image", weights=TrainedWeights("lora", {"dit": {}}), config=config()) is None

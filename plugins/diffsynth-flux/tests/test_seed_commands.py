@@ -37,12 +37,12 @@ def diffsynth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def workdir(tmp_path_factory) -> Path:
     """A working directory with ./models holding both tiny repos, as `models init` writes them
     (the CLI for FLUX.1-dev; the same writer in-process for Kontext, to save a start-up)."""
-    from diffsynth_flux import init_model
+    from diffsynth_flux.tiny import write_preset
 
     root = tmp_path_factory.mktemp("seed")
     out = diffsynth("models", "init", "flux", "models/black-forest-labs/FLUX.1-dev", "--preset", "tiny", cwd=root)
     assert out.returncode == 0, out.stderr
-    assert init_model("flux", "tiny-kontext", root / "models/black-forest-labs/FLUX.1-Kontext-dev", 0)
+    write_preset("tiny-kontext", root / "models/black-forest-labs/FLUX.1-Kontext-dev", 0)
     return root
 
 

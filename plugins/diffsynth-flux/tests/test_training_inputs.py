@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import config, model_files, sample
-
 from diffsynth_flux.inputs import pack, predict, preprocess, unpack
 from diffsynth_flux.pipeline import load
 from diffsynth_flux.tiny import T5_TINY_LENGTH

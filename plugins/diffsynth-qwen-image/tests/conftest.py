@@ -7,20 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from diffsynth_qwen_image import FAMILY
+from diffsynth_qwen_image.spec import NAME
+from diffsynth_qwen_image.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
 from diffsynth.models.checkpoints import identify_all
 from diffsynth.types import ModelFiles, Sample
-from diffsynth_qwen_image import FAMILY, init_model
-from diffsynth_qwen_image.spec import NAME
 
 
 @pytest.fixture(scope="session")
 def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
-    assert init_model(NAME, "tiny", base / "Qwen" / "Qwen-Image", 0)
-    assert init_model(NAME, "tiny-edit", base / "Qwen" / "Qwen-Image-Edit", 0)
+    write_preset("tiny", base / "Qwen" / "Qwen-Image", 0)
+    write_preset("tiny-edit", base / "Qwen" / "Qwen-Image-Edit", 0)
     return base
 
 

@@ -7,13 +7,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import model_files, resolve
+from conftest import resolve
+from diffsynth_qwen_image import FAMILY, plugin
+from diffsynth_qwen_image.configs import infer_dit_config
+from diffsynth_qwen_image.tiny import write_preset
 
 from diffsynth.errors import UserError
 from diffsynth.models.checkpoints import identify
-from diffsynth_qwen_image import FAMILY, init_model
-from diffsynth_qwen_image.configs import infer_dit_config
-from diffsynth_qwen_image.spec import NAME
 
 
 def test_entry_module_is_light():
@@ -58,9 +58,8 @@ def test_detectors(model_base):
 
 
 def test_diffusers_loads_folders(tiny_dir, tiny_edit_dir):
-    from diffusers import QwenImageEditPipeline, QwenImagePipeline
-
     from diffsynth_qwen_image.processor import ImageTextProcessor
+    from diffusers import QwenImageEditPipeline, QwenImagePipeline
 
     pipe = QwenImagePipeline.from_pretrained(tiny_dir)
     assert pipe.transformer.config.num_layers == 2
@@ -70,9 +69,8 @@ def test_diffusers_loads_folders(tiny_dir, tiny_edit_dir):
 
 
 def test_inferred_dit_config_equals_config_json(model_base, tiny_dir):
-    from diffusers import QwenImageTransformer2DModel
-
     from diffsynth_qwen_image.configs import _init_args
+    from diffusers import QwenImageTransformer2DModel
 
     group = identify(FAMILY, *resolve(model_base, FAMILY.variant(None).model_sources[0]))
     written = _init_args(QwenImageTransformer2DModel, json.loads((tiny_dir / "transformer" / "config.json").read_text()))
@@ -81,10 +79,10 @@ def test_inferred_dit_config_equals_config_json(model_base, tiny_dir):
 
 
 def test_init_is_deterministic_and_checks_preset(tmp_path):
-    init_model(NAME, "tiny", tmp_path / "a", 3)
-    init_model(NAME, "tiny", tmp_path / "b", 3)
+    write_preset("tiny", tmp_path / "a", 3)
+    write_preset("tiny", tmp_path / "b", 3)
     for f in (tmp_path / "a").rglob("*.safetensors"):
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
     with pytest.raises(UserError, match="tiny-edit"):
-        init_model(NAME, "huge", tmp_path / "c", 0)
-    assert init_model("flux", "tiny", tmp_path / "d", 0) is None
+        write_preset("huge", tmp_path / "c", 0)
+    assert plugin.init_model(family="flux", preset="tiny", directory=tmp_path / "d", seed=0) is None

@@ -8,11 +8,12 @@ import copy
 import pytest
 import torch
 from conftest import config
+from diffsynth_qwen_image import plugin
+from diffsynth_qwen_image.lora_format import split
+from diffsynth_qwen_image.spec import DEFAULT_LORA_TARGETS
 from safetensors.torch import load_file, save_file
 
 from diffsynth.types import TrainedWeights
-from diffsynth_qwen_image import split_state_dict
-from diffsynth_qwen_image.spec import DEFAULT_LORA_TARGETS, NAME
 
 RANK = 4
 
@@ -56,7 +57,7 @@ def test_lora_loads_in_diffusers_and_comfy(pipe, tmp_path, alpha):
     assert all(".default." not in k for k in peft_keys)
 
     weights = TrainedWeights("lora", {"dit": peft_keys}, lora_rank=RANK, lora_alpha=alpha)
-    (out,) = split_state_dict(NAME, weights, config())
+    (out,) = split(weights, config())
     path = tmp_path / "lora.safetensors"
     save_file(out.tensors, str(path), metadata=out.metadata)
 
@@ -87,5 +88,5 @@ def test_lora_loads_in_diffusers_and_comfy(pipe, tmp_path, alpha):
 
 
 def test_full_training_uses_core_default():
-    assert split_state_dict(NAME, TrainedWeights("full", {"dit": {}}), config()) is None
-    assert split_state_dict("flux", TrainedWeights("lora", {"dit": {}}), config()) is None
+    assert split(TrainedWeights("full", {"dit": {}}), config()) is None
+    assert plugin.split_state_dict(family="flux", weights=TrainedWeights("lora", {"dit": {}}), config=config()) is None

@@ -3,25 +3,25 @@ diffusers' own QwenImagePipeline / QwenImageEditPipeline compute for the same in
 
 from __future__ import annotations
 
+import diffsynth_qwen_image
 import pluggy
 import pytest
 import torch
 from conftest import config, model_files, sample
-
-import diffsynth.hookspecs
-import diffsynth_qwen_image
-from diffsynth.errors import UserError
-from diffsynth.types import ModelFiles, TrainingInputs
 from diffsynth_qwen_image.inputs import QwenImageConditioning, unpack
 from diffsynth_qwen_image.pipeline import QwenImageModules
 from diffsynth_qwen_image.spec import NAME
+
+import diffsynth.hookspecs
+from diffsynth.errors import UserError
+from diffsynth.types import ModelFiles, TrainingInputs
 
 
 @pytest.fixture(scope="module")
 def hooks():
     pm = pluggy.PluginManager(diffsynth.hookspecs.PROJECT)
     pm.add_hookspecs(diffsynth.hookspecs)
-    pm.register(diffsynth_qwen_image)
+    pm.register(diffsynth_qwen_image.plugin)
     pm.check_pending()
     return pm.hook
 
@@ -91,9 +91,8 @@ def test_t2i_inputs_and_flow(hooks, t2i, tiny_dir):
 
 
 def test_edit_inputs_and_flow(hooks, t2i, edit, tiny_edit_dir):
-    from diffusers import QwenImageEditPipeline
-
     from diffsynth_qwen_image.inputs import resize_edit_image
+    from diffusers import QwenImageEditPipeline
 
     plain = hooks.preprocess_inputs(family=NAME, pipeline=t2i, sample=sample(), config=config())
     inputs = hooks.preprocess_inputs(family=NAME, pipeline=edit, sample=sample(edit=True), config=config(edit=True))

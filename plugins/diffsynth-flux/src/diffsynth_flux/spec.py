@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from diffsynth.models.header import CheckpointHeader
-from diffsynth.spec import ComponentSpec, ExtraInputSpec, FamilyOption, FamilySpec, PresetSpec, VariantSpec
+from diffsynth.spec import (
+    ComponentSpec,
+    ExtraInputSpec,
+    FamilyOption,
+    FamilySpec,
+    PresetSpec,
+    VariantSpec,
+)
 
 NAME = "flux"
 DEV_REPO = "black-forest-labs/FLUX.1-dev"

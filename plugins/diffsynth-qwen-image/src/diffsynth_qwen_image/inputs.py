@@ -15,7 +15,13 @@ from diffsynth.errors import UserError
 from diffsynth.types import Sample, TrainingInputs
 
 from .pipeline import QwenImageModules
-from .prompts import EDIT_DROP, EDIT_TEMPLATE, T2I_DROP, T2I_TEMPLATE, TOKENIZER_MAX_LENGTH
+from .prompts import (
+    EDIT_DROP,
+    EDIT_TEMPLATE,
+    T2I_DROP,
+    T2I_TEMPLATE,
+    TOKENIZER_MAX_LENGTH,
+)
 
 VAE_FACTOR = 8  # 2 ** len(vae.temperal_downsample)
 PATCH = 2  # latents are packed in 2x2 patches

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
-from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+    Qwen2VLImageProcessorPil,
+)
 
 IMAGE_TOKEN = "<|image_pad|>"
 

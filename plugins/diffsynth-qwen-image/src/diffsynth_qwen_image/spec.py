@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from diffsynth.models.header import CheckpointHeader
-from diffsynth.spec import ComponentSpec, ExtraInputSpec, FamilySpec, PresetSpec, VariantSpec
+from diffsynth.spec import (
+    ComponentSpec,
+    ExtraInputSpec,
+    FamilySpec,
+    PresetSpec,
+    VariantSpec,
+)
 
 NAME = "qwen-image"
 BASE_REPO = "Qwen/Qwen-Image"

@@ -163,7 +163,9 @@ def build_tokenizer():
 def write_processor(directory: Path, tokenizer) -> None:
     """Image-only Qwen2-VL processor: the PIL image processor + tokenizer (no video processor,
     which needs torchvision)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
 
     Qwen2VLImageProcessorPil(**TINY_IMAGE_PROCESSOR).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
