@@ -103,3 +103,24 @@ def test_targets_matching_nothing_list_the_module_names(pipe):
 def test_full_training_uses_core_default():
     assert split(TrainedWeights("full", {"dit": {}}), config()) is None
     assert plugin.split_state_dict(family="qwen-image", weights=TrainedWeights("lora", {"dit": {}}), config=config()) is None
+
+
+def test_exported_lora_reads_back_through_the_family_hook(tmp_path):
+    """`--lora_checkpoint` path: our FLUX file -> diffusers' converter (hook) -> same layers, alpha."""
+    from diffsynth.plugins import load_registry
+    from diffsynth.training.family_hooks import FamilyHooks
+    from diffsynth_flux.spec import NAME
+    from diffsynth_flux.tiny import build_dit
+
+    registry = load_registry()
+    dit = build_dit()
+    layers = {"transformer_blocks.0.attn.to_q": (torch.randn(RANK, dit.transformer_blocks[0].attn.to_q.in_features),
+                                                 torch.randn(dit.transformer_blocks[0].attn.to_q.out_features, RANK))}
+    peft_keys = {f"{m}.lora_A.weight": a for m, (a, _) in layers.items()} | {f"{m}.lora_B.weight": b for m, (_, b) in layers.items()}
+    (out,) = split(TrainedWeights("lora", {"dit": peft_keys}, lora_rank=RANK, lora_alpha=8.0), config())
+    path = tmp_path / "lora.safetensors"
+    save_file(out.tensors, str(path))
+    read = FamilyHooks(registry, registry.get(NAME)).read_lora(str(path), "--lora_checkpoint", dit)
+    assert read.rank == RANK and read.alpha == 8.0 and set(read.layers) == set(layers)
+    a, b = read.layers["transformer_blocks.0.attn.to_q"]
+    assert a.equal(layers["transformer_blocks.0.attn.to_q"][0]) and b.equal(layers["transformer_blocks.0.attn.to_q"][1])

@@ -16,6 +16,7 @@ plugin = FamilyPlugin(
         "preprocess_inputs": "diffsynth_flux.inputs:preprocess",
         "predict_flow": "diffsynth_flux.inputs:predict",
         "split_state_dict": "diffsynth_flux.lora_format:split",
+        "normalize_lora_state_dict": "diffsynth_flux.lora_format:normalize",
     },
 )
 

@@ -59,3 +59,16 @@ def to_diffusers_comfy(peft_tensors: dict[str, torch.Tensor], alpha: float) -> d
     for module in sorted(modules):
         out[f"{PREFIX}{module}.alpha"] = torch.tensor(alpha, dtype=torch.float32)
     return out
+
+
+def normalize(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:
+    """A FLUX LoRA in any layout diffusers reads (BFL `diffusion_model.double_blocks...` with fused
+    qkv, kohya `lora_unet_double_blocks_...`, XLabs, diffusers/ours) -> diffusers module names,
+    through diffusers' own converters; the alphas it returns separately go back in as `.alpha`."""
+    from diffusers import FluxPipeline
+
+    converted, alphas = FluxPipeline.lora_state_dict(dict(state_dict), return_alphas=True)
+    converted = dict(converted)
+    for key, alpha in (alphas or {}).items():
+        converted[key if key.endswith(".alpha") else f"{key}.alpha"] = torch.tensor(float(alpha))
+    return converted
