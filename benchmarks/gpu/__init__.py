@@ -1,0 +1,1 @@
+"""GPU benchmarks (figure 6): real-size DiT architectures, random weights. CUDA only."""

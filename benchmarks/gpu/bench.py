@@ -1,0 +1,159 @@
+"""Figure 6: s/step and peak VRAM of a LoRA (rank 32) training step on real-size DiTs with
+random weights, bf16 compute, at 1024x1024 (Wan: 480x832, 81 frames), for plain / FP8 storage
+(`store_in_fp8`) / FP8 + gradient checkpointing. Runs only where CUDA exists.
+
+    python -m benchmarks.gpu.bench [--models qwen-image,flux,wan] [--modes plain,fp8,fp8+ckpt] [--steps 5]
+
+Each (model, mode) runs in its own process so one OOM does not poison the next; an OOM is
+recorded as such. Weights are made on the GPU directly in bf16 (never a CPU/fp32 copy): the
+20B Qwen-Image DiT needs ~41 GB for weights alone in bf16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from benchmarks.common import Record, clean_env, in_subprocess
+
+MODES = ("plain", "fp8", "fp8+ckpt")
+# diffusers configs of the released checkpoints (config.json of each repo's transformer/)
+CONFIGS = {
+    "qwen-image": ("QwenImageTransformer2DModel", dict(
+        patch_size=2, in_channels=64, out_channels=16, num_layers=60, attention_head_dim=128,
+        num_attention_heads=24, joint_attention_dim=3584, guidance_embeds=False, axes_dims_rope=(16, 56, 56))),
+    "flux": ("FluxTransformer2DModel", dict(
+        patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+        num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768, guidance_embeds=True,
+        axes_dims_rope=(16, 56, 56))),
+    "wan": ("WanTransformer3DModel", dict(  # Wan2.1-T2V-1.3B
+        patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
+        text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)),
+}  # fmt: skip
+PLUGINS = {"qwen-image": "diffsynth_qwen_image", "flux": "diffsynth_flux", "wan": "diffsynth_wan"}
+TEXT_TOKENS = 512
+
+
+def random_module(cls_name: str, config: dict):
+    """The architecture with N(0, 0.02) bf16 weights (norm scales 1) allocated on the GPU."""
+    import diffusers
+    import torch
+    from accelerate import init_empty_weights
+    from accelerate.utils import set_module_tensor_to_device
+
+    with init_empty_weights(include_buffers=False):
+        module = getattr(diffusers, cls_name)(**config)
+    for name, p in list(module.named_parameters()):
+        value = torch.empty(p.shape, dtype=torch.bfloat16, device="cuda")
+        value.fill_(1.0) if p.ndim == 1 and "norm" in name else value.normal_(0, 0.02)
+        set_module_tensor_to_device(module, name, "cuda", value=value)
+    return module.to("cuda")
+
+
+def model_inputs(model: str) -> dict:
+    import torch
+
+    bf16 = dict(device="cuda", dtype=torch.bfloat16)
+    if model == "wan":  # 480x832, 81 frames -> latents 16 x 21 x 60 x 104
+        return dict(hidden_states=torch.randn(1, 16, 21, 60, 104, **bf16), timestep=torch.tensor([500.0], device="cuda"),
+                    encoder_hidden_states=torch.randn(1, TEXT_TOKENS, 4096, **bf16))
+    side = 64  # 1024 px / 8 (VAE) / 2 (2x2 packing): 4096 image tokens
+    common = dict(hidden_states=torch.randn(1, side * side, 64, **bf16), timestep=torch.tensor([0.5], **bf16))
+    if model == "qwen-image":
+        return dict(common, encoder_hidden_states=torch.randn(1, TEXT_TOKENS, 3584, **bf16), img_shapes=[[(1, side, side)]])
+    rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    img_ids = torch.stack([torch.zeros_like(rows), rows, cols], -1).reshape(-1, 3).to("cuda", torch.bfloat16)
+    return dict(common, encoder_hidden_states=torch.randn(1, TEXT_TOKENS, 4096, **bf16),
+                pooled_projections=torch.randn(1, 768, **bf16), guidance=torch.tensor([3.5], **bf16),
+                img_ids=img_ids, txt_ids=torch.zeros(TEXT_TOKENS, 3, **bf16))  # fmt: skip
+
+
+def step_in_child(model: str, mode: str, steps: int, warmup: int = 2) -> dict:
+    """Child: build, apply the mode in the trainer's order, time `steps` optimizer steps."""
+    import importlib
+
+    import torch
+
+    from diffsynth.training.lora import add_lora
+    from diffsynth.training.precision import store_in_fp8
+    from diffsynth.training.trainable import enable_gradient_checkpointing
+
+    family = importlib.import_module(PLUGINS[model]).FAMILY
+    cls_name, config = CONFIGS[model]
+    try:
+        dit = random_module(cls_name, config).requires_grad_(False)
+        if mode != "plain":  # precision.py's order: compute dtype -> layer-wise casting -> LoRA -> fp32 LoRA
+            store_in_fp8(dit, torch.bfloat16)
+        add_lora(dit, "dit", family.expand_lora_targets(list(family.default_lora_targets)), 32, 32)
+        params = [p for p in dit.parameters() if p.requires_grad]
+        for p in params:
+            p.data = p.data.float()
+        dit.train()
+        if mode == "fp8+ckpt":
+            enable_gradient_checkpointing(dit)
+        optimizer = torch.optim.AdamW(params, lr=1e-4)
+        inputs = model_inputs(model)
+        times = []
+        for k in range(warmup + steps):
+            if k == warmup:
+                torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            out = dit(**inputs, return_dict=False)[0]
+            loss = torch.nn.functional.mse_loss(out.float(), torch.randn_like(out, dtype=torch.float32))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        return {"s_per_step": statistics.median(times[warmup:]), "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
+                "params_b": sum(p.numel() for p in dit.parameters()) / 1e9, "oom": False}  # fmt: skip
+    except torch.cuda.OutOfMemoryError:
+        return {"s_per_step": None, "peak_gb": torch.cuda.max_memory_allocated() / 1e9, "oom": True}
+
+
+def measure(models=tuple(CONFIGS), modes=MODES, steps: int = 5, timeout: float = 600) -> list[Record]:
+    records = []
+    for model in models:
+        for mode in modes:
+            try:
+                r = in_subprocess("benchmarks.gpu.bench:step_in_child", timeout=timeout, env=clean_env(), model=model, mode=mode, steps=steps)
+            except Exception as exc:  # noqa: BLE001 - a crashed or timed-out child is a result too
+                r = {"s_per_step": None, "peak_gb": None, "oom": False, "error": str(exc)[-300:]}
+            shape = "480x832x81" if model == "wan" else "1024x1024"
+            details = {"lora_rank": 32, "dtype": "bf16", "size": shape, **{k: v for k, v in r.items() if k not in ("s_per_step", "peak_gb")}}
+            records.append(Record(f"gpu.{model}.{mode}.s_per_step", r["s_per_step"], "s/step", details=details))
+            records.append(Record(f"gpu.{model}.{mode}.peak_vram_gb", r["peak_gb"], "GB", details=details))
+    return records
+
+
+def run(ctx) -> list[Record]:
+    """The runner's `gpu` group: skipped cleanly without CUDA (and in --quick mode)."""
+    import torch
+
+    if ctx.quick or not torch.cuda.is_available():
+        why = "--quick" if ctx.quick else "no CUDA device"
+        return [Record("gpu", None, "-", details={"skipped": why})]
+    return measure()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=",".join(CONFIGS))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per (model, mode) process")
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: nothing to run")
+    from benchmarks.common import machine_info
+
+    machine = machine_info()
+    for record in measure(args.models.split(","), args.modes.split(","), args.steps, args.timeout):
+        record.machine = machine
+        print(json.dumps(record.to_dict()), flush=True)
