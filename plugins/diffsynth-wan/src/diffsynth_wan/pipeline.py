@@ -1,0 +1,137 @@
+"""`load_pipeline`: Wan modules from original-format (or diffusers-format) checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from diffsynth.config import TrainConfig
+from diffsynth.errors import UserError
+from diffsynth.models.checkpoints import build_module, load_state_dict, torch_dtype
+from diffsynth.training.flow_matching import FlowMatchSchedule
+from diffsynth.types import CheckpointGroup, FamilyPipeline, ModelFiles
+
+from . import configs, convert
+
+# DiffSynth-Studio trains every Wan model on the static shift-5 schedule (FlowMatchScheduler(shift=5)).
+SCHEDULE = FlowMatchSchedule(shift=5.0)
+REQUIRED = ("dit", "text_encoder", "vae")
+
+
+@dataclass
+class WanModules(FamilyPipeline):
+    """dit, text_encoder, vae (and image_encoder for Wan2.1 I2V), plus the umT5 tokenizer.
+
+    `mode` is what the checkpoints are, read from their shapes: "t2v" (DiT input = latent
+    channels), "i2v" (input = 2 x latent + 4 mask channels) or "ti2v" (a Wan2.2-VAE T2V DiT
+    given a first frame, which is written into the latents).
+    """
+
+    tokenizer: Any = None
+    mode: str = "t2v"
+    text_len: int = 512
+
+    @property
+    def dit(self) -> torch.nn.Module:
+        return self.modules["dit"]
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        return self.modules["vae"]
+
+
+def load(models: ModelFiles, config: TrainConfig) -> WanModules:
+    missing = [name for name in REQUIRED if name not in models.components]
+    if missing:
+        raise UserError(f"wan needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
+    if models.tokenizer_path is None:
+        raise UserError("wan needs the umT5 tokenizer: pass --tokenizer_path (e.g. Wan-AI/Wan2.1-T2V-1.3B:google/umt5-xxl/)")
+    dtype = torch_dtype(config.dtype)
+    modules = {
+        "dit": load_dit(models.components["dit"], dtype),
+        "text_encoder": load_text_encoder(models.components["text_encoder"], dtype),
+        "vae": load_vae(models.components["vae"], dtype),
+    }
+    if "image_encoder" in models.components:
+        modules["image_encoder"] = load_image_encoder(models.components["image_encoder"], dtype)
+    mode = detect_mode(modules, "input_image" in config.extra_input_names())
+    if mode == "i2v" and modules["dit"].config.image_dim is not None and "image_encoder" not in modules:
+        raise UserError(f"this Wan I2V DiT takes CLIP image features: add {convert_hint()} to the model sources")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(models.tokenizer_path))
+    text_len = (models.components["dit"].sibling_config() or {}).get("text_len", 512)
+    return WanModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, mode=mode, text_len=text_len)
+
+
+def convert_hint() -> str:
+    from .spec import CLIP_FILE
+
+    return CLIP_FILE
+
+
+def detect_mode(modules: dict[str, torch.nn.Module], input_image: bool) -> str:
+    dit_in, z = modules["dit"].config.in_channels, modules["vae"].config.z_dim
+    if dit_in == 2 * z + 4:
+        if not input_image:
+            raise UserError("this is an image-to-video Wan DiT: pass --extra_inputs input_image")
+        return "i2v"
+    if dit_in != z:
+        raise UserError(f"the DiT takes {dit_in} input channels but the VAE gives {z}: mismatched checkpoints")
+    if input_image:
+        if not modules["vae"].config.is_residual:
+            raise UserError("--extra_inputs input_image needs an I2V DiT (36 input channels) or Wan2.2 TI2V-5B")
+        return "ti2v"
+    return "t2v"
+
+
+def load_dit(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
+    from diffusers import WanTransformer3DModel
+
+    cfg = configs.dit_config(group)
+    state = convert.dit_to_module(load_state_dict(group, dtype))
+    return build_module(lambda: WanTransformer3DModel(**cfg), state, group.source)
+
+
+def load_vae(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
+    from diffusers import AutoencoderKLWan
+
+    cfg = configs.vae_config(group.header)
+    state = convert.vae_to_module(load_state_dict(group, dtype))
+    return build_module(lambda: AutoencoderKLWan(**cfg), state, group.source)
+
+
+def load_text_encoder(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import UMT5EncoderModel
+
+    cfg = configs.t5_config(group.header)
+    state = convert.t5_to_module(load_state_dict(group, dtype))
+    return build_module(lambda: UMT5EncoderModel(cfg), _match_prefix(UMT5EncoderModel, cfg, state), group.source)
+
+
+def load_image_encoder(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import CLIPVisionModel
+
+    cfg = configs.clip_config(group.header)
+    state = convert.clip_to_module(load_state_dict(group, dtype))
+    return build_module(lambda: CLIPVisionModel(cfg), _match_prefix(CLIPVisionModel, cfg, state), group.source)
+
+
+def _match_prefix(cls, cfg, state: dict) -> dict:
+    """Drop or add `vision_model.`-style prefixes so keys match the module's own state_dict names
+    (transformers versions differ)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        expected = set(cls(cfg).state_dict())
+    if set(state) <= expected:
+        return state
+    out = {}
+    for key, value in state.items():
+        short = key.split(".", 1)[1] if "." in key else key
+        if key not in expected and short not in expected and any(v is value for v in out.values()):
+            continue  # a tied copy (umT5's embed_tokens is `shared`) the module does not list
+        out[short if short in expected and key not in expected else key] = value
+    return out

@@ -1,0 +1,59 @@
+"""Shared fixtures: the tiny presets written once per session in the original repos' layout under
+a model base path (`<base>/Wan-AI/Wan2.1-T2V-1.3B`, ...), loaded through the plugin's real path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from diffsynth_wan import FAMILY
+from diffsynth_wan.spec import I2V_REPO, NAME, T2V_REPO, TI2V_REPO
+from diffsynth_wan.tiny import write_preset
+
+from diffsynth.config import TrainConfig
+from diffsynth.data.media import resize_and_crop
+from diffsynth.data.video import load_video
+from diffsynth.models.checkpoints import identify_all
+from diffsynth.types import ModelFiles, Sample
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data" / "video"
+REPOS = {"t2v": (T2V_REPO, "tiny"), "i2v": (I2V_REPO, "tiny-i2v"), "ti2v": (TI2V_REPO, "tiny-ti2v")}
+
+
+@pytest.fixture(scope="session")
+def model_base(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("models")
+    for repo, preset in REPOS.values():
+        write_preset(preset, base / repo, 0)
+    return base
+
+
+def resolve(base: Path, source: str) -> tuple[str, list[Path]]:
+    """`repo/id:glob` -> files under the model base path (what the core's sources do offline)."""
+    repo, pattern = source.rsplit(":", 1)
+    return source, sorted((base / repo).glob(pattern))
+
+
+def model_files(base: Path, variant: str) -> ModelFiles:
+    spec = FAMILY.variant(variant)
+    groups = identify_all(FAMILY, [resolve(base, s) for s in spec.model_sources])
+    repo, folder = spec.tokenizer_source.rsplit(":", 1)
+    return ModelFiles(components=groups, tokenizer_path=base / repo / folder)
+
+
+def config(variant: str = "t2v") -> TrainConfig:
+    return TrainConfig(dtype="fp32", family=NAME, extra_inputs=None if variant == "t2v" else "input_image")
+
+
+def load(base: Path, variant: str):
+    from diffsynth_wan.pipeline import load as load_pipeline
+
+    return load_pipeline(model_files(base, variant), config(variant))
+
+
+def clip_frames(num_frames: int = 5, size: int = 32) -> list:
+    return [resize_and_crop(f, size, size) for f in load_video(EXAMPLES / "videos" / "red_circle.mp4", num_frames)]
+
+
+def sample(num_frames: int = 5) -> Sample:
+    return Sample(index=0, fields={"video": clip_frames(num_frames), "prompt": "a red circle sliding right"})

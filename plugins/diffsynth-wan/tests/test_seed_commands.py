@@ -1,0 +1,136 @@
+"""DiffSynth-Studio's Wan example command, pasted unchanged (only smaller numbers for CI), run
+offline as a subprocess against `models init` tiny presets in the original repos' layout; the
+I2V and TI2V variants; and A14B-style expert runs whose sampled timesteps stay in their range."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import EXAMPLES
+from diffsynth_wan.spec import I2V_REPO, TI2V_REPO
+from diffsynth_wan.tiny import write_preset
+from safetensors.torch import load_file
+
+T2V_SOURCES = (
+    "Wan-AI/Wan2.1-T2V-1.3B:diffusion_pytorch_model*.safetensors,"
+    "Wan-AI/Wan2.1-T2V-1.3B:models_t5_umt5-xxl-enc-bf16.pth,"
+    "Wan-AI/Wan2.1-T2V-1.3B:Wan2.1_VAE.pth"
+)
+I2V_SOURCES = T2V_SOURCES.replace("Wan2.1-T2V-1.3B", "Wan2.1-I2V-14B-480P") + (
+    ",Wan-AI/Wan2.1-I2V-14B-480P:models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+)
+TI2V_SOURCES = T2V_SOURCES.replace("Wan2.1-T2V-1.3B", "Wan2.2-TI2V-5B").replace("Wan2.1_VAE", "Wan2.2_VAE")
+
+
+def diffsynth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DIFFSYNTH_SKIP_DOWNLOAD="True")
+    env.pop("DIFFSYNTH_MODEL_BASE_PATH", None)  # the default ./models, as in the seed
+    return subprocess.run([sys.executable, "-m", "diffsynth", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("seed")
+    out = diffsynth("models", "init", "wan", "models/Wan-AI/Wan2.1-T2V-1.3B", "--preset", "tiny", cwd=root)
+    assert out.returncode == 0, out.stderr
+    write_preset("tiny-i2v", root / "models" / I2V_REPO, 0)
+    write_preset("tiny-ti2v", root / "models" / TI2V_REPO, 0)
+    return root
+
+
+def seed_command(output: str, sources: str = T2V_SOURCES, data: Path = EXAMPLES) -> list[str]:
+    """examples/wanvideo/model_training/lora/Wan2.1-T2V-1.3B.sh, 480x832 -> 32x32, 5 -> 1 epoch."""
+    return [
+        "train", "wan",
+        "--dataset_base_path", str(data),
+        "--dataset_metadata_path", str(data / "metadata.csv"),
+        "--height", "32",
+        "--width", "32",
+        "--dataset_repeat", "1",
+        "--model_id_with_origin_paths", sources,
+        "--learning_rate", "1e-4",
+        "--num_epochs", "1",
+        "--remove_prefix_in_ckpt", "pipe.dit.",
+        "--output_path", output,
+        "--lora_base_model", "dit",
+        "--lora_target_modules", "q,k,v,o,ffn.0,ffn.2",
+        "--lora_rank", "32",
+    ]  # fmt: skip
+
+
+def check_lora(folder: Path, rows: int = 4) -> dict:
+    lora = load_file(folder / "epoch-0.safetensors")
+    log = [json.loads(line) for line in (folder / "loss_log.jsonl").read_text().splitlines()]
+    assert len(log) == rows and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert all(k.startswith("diffusion_model.blocks.") for k in lora)
+    for name in ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o", "cross_attn.q", "ffn.0", "ffn.2"):
+        assert f"diffusion_model.blocks.0.{name}.lora_A.weight" in lora, name
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())  # it trained
+    return lora
+
+
+def test_seed_t2v_lora_command_on_example_videos(workdir):
+    result = diffsynth(*seed_command("./models/train/Wan2.1-T2V-1.3B_lora"), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lora = check_lora(workdir / "models/train/Wan2.1-T2V-1.3B_lora")
+    assert lora["diffusion_model.blocks.0.self_attn.q.lora_A.weight"].shape[0] == 32
+
+
+def test_seed_i2v_command(workdir):
+    cmd = seed_command("./models/train/i2v", I2V_SOURCES, EXAMPLES / "i2v")
+    cmd += ["--data_file_keys", "video,input_image", "--extra_inputs", "input_image"]
+    result = diffsynth(*cmd, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    check_lora(workdir / "models/train/i2v")
+
+
+def test_seed_ti2v_command_uses_the_first_frame(workdir):
+    # input_image is not a file key here: the video's first frame is the given frame (DiffSynth's rule)
+    cmd = seed_command("./models/train/ti2v", TI2V_SOURCES, EXAMPLES / "i2v") + ["--extra_inputs", "input_image"]
+    result = diffsynth(*cmd, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    check_lora(workdir / "models/train/ti2v")
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.0, 0.417), (0.417, 1.0)])
+def test_a14b_expert_boundaries_bound_the_sampled_timesteps(workdir, monkeypatch, low, high):
+    """DiffSynth's Wan2.2-T2V-A14B commands: the high-noise expert with --max_timestep_boundary
+    0.417, the low-noise one with --min_timestep_boundary 0.417; index fractions from the noisy end."""
+    from diffsynth.config import TrainConfig
+    from diffsynth.models.sources import MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV
+    from diffsynth.plugins import load_registry
+    from diffsynth.training.flow_matching import FlowMatchSchedule
+    from diffsynth.training.trainer import Trainer
+
+    sampled: list[torch.Tensor] = []
+    original = FlowMatchSchedule.sample_training_sigmas
+
+    def record(self, *args, **kwargs):
+        sigmas = original(self, *args, **kwargs)
+        sampled.append(sigmas)
+        return sigmas
+
+    monkeypatch.setattr(FlowMatchSchedule, "sample_training_sigmas", record)
+    monkeypatch.setenv(MODEL_BASE_ENV, str(workdir / "models"))
+    monkeypatch.setenv(SKIP_DOWNLOAD_ENV, "True")
+    config = TrainConfig(
+        family="wan", dataset_base_path=str(EXAMPLES), height=32, width=32, num_frames=5, dataset_repeat=8,
+        model_id_with_origin_paths=T2V_SOURCES, lora_base_model="dit", lora_target_modules="q,k,v,o,ffn.0,ffn.2",
+        lora_rank=4, output_path=str(workdir / f"a14b-{low}"), min_timestep_boundary=low, max_timestep_boundary=high,
+    )  # fmt: skip
+    Trainer(load_registry(), config).run()
+    sigmas = torch.cat(sampled)
+    assert len(sigmas) == 32
+    grid = FlowMatchSchedule(shift=5.0).training_sigmas()  # index 0 = the noisiest
+    allowed = grid[int(low * 1000) : int(high * 1000)]
+    assert all(s in allowed for s in sigmas.tolist())
+    boundary = float(grid[417])  # ~0.875: Wan2.2's expert switch at t = 875 under shift 5
+    assert boundary == pytest.approx(0.875, abs=1e-3)
+    assert (sigmas > boundary).all() if low == 0.0 else (sigmas <= boundary).all()
