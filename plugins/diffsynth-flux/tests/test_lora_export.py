@@ -107,10 +107,11 @@ def test_full_training_uses_core_default():
 
 def test_exported_lora_reads_back_through_the_family_hook(tmp_path):
     """`--lora_checkpoint` path: our FLUX file -> diffusers' converter (hook) -> same layers, alpha."""
-    from diffsynth.plugins import load_registry
-    from diffsynth.training.family_hooks import FamilyHooks
     from diffsynth_flux.spec import NAME
     from diffsynth_flux.tiny import build_dit
+
+    from diffsynth.plugins import load_registry
+    from diffsynth.training.family_hooks import FamilyHooks
 
     registry = load_registry()
     dit = build_dit()

@@ -16,49 +16,21 @@ from __future__ import annotations
 import torch
 
 from diffsynth.config import TrainConfig
-from diffsynth.errors import PluginError
+from diffsynth.training.lora_export import LoraKeyFormat, lora_output_files
 from diffsynth.types import OutputFile, TrainedWeights
 
-PREFIX = "transformer."
-LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
+from .spec import NAME
+
+KEY_FORMAT = LoraKeyFormat(
+    prefix="transformer.",
+    description="transformer.<module>.lora_A/lora_B.weight + .alpha",
+)
 
 
 def split(weights: TrainedWeights, config: TrainConfig) -> list[OutputFile] | None:
-    """The DiT LoRA in the shared diffusers/ComfyUI format; other components keep their keys.
-    Full fine-tunes -> None (the core default writes diffusers keys, which load into
-    `FluxTransformer2DModel` as they are)."""
-    if weights.kind != "lora" or "dit" not in weights.tensors:
-        return None
-    alpha = float(weights.lora_alpha if weights.lora_alpha is not None else config.effective_lora_alpha())
-    single = len(weights.tensors) == 1
-    files = []
-    for component, tensors in weights.tensors.items():
-        metadata = {
-            "diffsynth_family": "flux",
-            "diffsynth_component": component,
-            "diffsynth_kind": "lora",
-            "lora_rank": str(weights.lora_rank),
-            "lora_alpha": str(alpha),
-        }
-        if component == "dit":
-            tensors = to_diffusers_comfy(tensors, alpha)
-            metadata["lora_key_format"] = "transformer.<module>.lora_A/lora_B.weight + .alpha"
-        files.append(OutputFile("" if single else f"-{component}", tensors, metadata))
-    return files
+    """The DiT LoRA in the shared diffusers/ComfyUI format; other components keep their keys."""
+    return lora_output_files(weights, config, NAME, "dit", KEY_FORMAT)
 
-
-def to_diffusers_comfy(peft_tensors: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """peft names without adapter (`transformer_blocks.0.attn.to_q.lora_A.weight`) -> our format."""
-    out: dict[str, torch.Tensor] = {}
-    modules = set()
-    for key, tensor in peft_tensors.items():
-        if not key.endswith(LORA_SUFFIXES):
-            raise PluginError(f"unexpected LoRA tensor {key!r} (expected *.lora_A.weight / *.lora_B.weight)")
-        out[PREFIX + key] = tensor.contiguous()
-        modules.add(key.rsplit(".", 2)[0])
-    for module in sorted(modules):
-        out[f"{PREFIX}{module}.alpha"] = torch.tensor(alpha, dtype=torch.float32)
-    return out
 
 
 def normalize(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:

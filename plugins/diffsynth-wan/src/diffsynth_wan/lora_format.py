@@ -14,52 +14,23 @@ from __future__ import annotations
 import torch
 
 from diffsynth.config import TrainConfig
-from diffsynth.errors import PluginError
+from diffsynth.training.lora_export import LoraKeyFormat, lora_output_files
 from diffsynth.types import OutputFile, TrainedWeights
 
 from .convert import dit_name_to_original
+from .spec import NAME
 
-PREFIX = "diffusion_model."
-LORA_SUFFIXES = (".lora_A.weight", ".lora_B.weight")
+KEY_FORMAT = LoraKeyFormat(
+    prefix="diffusion_model.",
+    rename=dit_name_to_original,
+    description="diffusion_model.<original Wan module>.lora_A/lora_B.weight + .alpha",
+)
 
 
 def split(weights: TrainedWeights, config: TrainConfig) -> list[OutputFile] | None:
-    """The DiT LoRA in original Wan names; other components keep their keys. Full fine-tunes ->
-    None (the core default writes the diffusers module's own keys)."""
-    if weights.kind != "lora" or "dit" not in weights.tensors:
-        return None
-    alpha = float(weights.lora_alpha if weights.lora_alpha is not None else config.effective_lora_alpha())
-    single = len(weights.tensors) == 1
-    files = []
-    for component, tensors in weights.tensors.items():
-        metadata = {
-            "diffsynth_family": "wan",
-            "diffsynth_component": component,
-            "diffsynth_kind": "lora",
-            "lora_rank": str(weights.lora_rank),
-            "lora_alpha": str(alpha),
-        }
-        if component == "dit":
-            tensors = to_original_lora(tensors, alpha)
-            metadata["lora_key_format"] = "diffusion_model.<original Wan module>.lora_A/lora_B.weight + .alpha"
-        files.append(OutputFile("" if single else f"-{component}", tensors, metadata))
-    return files
+    """The DiT LoRA in original Wan names (ComfyUI and diffusers load them); other components keep their keys."""
+    return lora_output_files(weights, config, NAME, "dit", KEY_FORMAT)
 
-
-def to_original_lora(peft_tensors: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
-    """peft names without adapter (`blocks.0.attn1.to_q.lora_A.weight`) -> our format."""
-    out: dict[str, torch.Tensor] = {}
-    modules = set()
-    for key, tensor in peft_tensors.items():
-        if not key.endswith(LORA_SUFFIXES):
-            raise PluginError(f"unexpected LoRA tensor {key!r} (expected *.lora_A.weight / *.lora_B.weight)")
-        module, suffix = key.rsplit(".", 2)[0], "." + ".".join(key.rsplit(".", 2)[1:])
-        name = dit_name_to_original(module)
-        out[PREFIX + name + suffix] = tensor.contiguous()
-        modules.add(name)
-    for name in sorted(modules):
-        out[f"{PREFIX}{name}.alpha"] = torch.tensor(alpha, dtype=torch.float32)
-    return out
 
 
 def normalize(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:
