@@ -5,14 +5,13 @@ tiny presets in the real repos' layout."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from diffsynth.testing.cli import run_diffsynth
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "examples" / "data"
@@ -26,11 +25,6 @@ KONTEXT_SOURCES = SOURCES.replace(
 )
 
 
-def diffsynth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    # one thread: tiny models run faster so, above all on a CPU shared with other jobs
-    env = dict(os.environ, DIFFSYNTH_SKIP_DOWNLOAD="True", OMP_NUM_THREADS="1")
-    env.pop("DIFFSYNTH_MODEL_BASE_PATH", None)  # the default ./models, as in the seed
-    return subprocess.run([sys.executable, "-m", "diffsynth", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +34,7 @@ def workdir(tmp_path_factory) -> Path:
     from diffsynth_flux.tiny import write_preset
 
     root = tmp_path_factory.mktemp("seed")
-    out = diffsynth("models", "init", "flux", "models/black-forest-labs/FLUX.1-dev", "--preset", "tiny", cwd=root)
+    out = run_diffsynth("models", "init", "flux", "models/black-forest-labs/FLUX.1-dev", "--preset", "tiny", cwd=root)
     assert out.returncode == 0, out.stderr
     write_preset("tiny-kontext", root / "models/black-forest-labs/FLUX.1-Kontext-dev", 0)
     return root
@@ -70,7 +64,7 @@ def test_seed_lora_command_trains_and_loads_in_flux_pipeline(workdir):
     from diffusers import FluxPipeline
 
     out_dir = "./models/train/FLUX.1-dev_lora"
-    result = diffsynth(*seed_lora_command(out_dir), cwd=workdir)
+    result = run_diffsynth(*seed_lora_command(out_dir), cwd=workdir)
     assert result.returncode == 0, result.stderr
     lora = load_file(workdir / out_dir / "epoch-0.safetensors")
     assert all(k.startswith("transformer.") for k in lora)
@@ -86,7 +80,7 @@ def test_seed_full_dit_command(workdir):
 
     cmd = seed_lora_command("./models/train/full")
     cmd = cmd[: cmd.index("--lora_base_model")] + ["--trainable_models", "dit", "--use_gradient_checkpointing"]
-    result = diffsynth(*cmd, cwd=workdir)
+    result = run_diffsynth(*cmd, cwd=workdir)
     assert result.returncode == 0, result.stderr
     base = FluxTransformer2DModel.from_pretrained(workdir / "models/black-forest-labs/FLUX.1-dev/transformer")
     trained = load_file(workdir / "models/train/full/epoch-0.safetensors")
@@ -104,7 +98,7 @@ def test_seed_kontext_command(workdir, tmp_path):
             writer.writerow([str(DATA / "edit" / row["image"]), str(DATA / "edit" / row["edit_image"]), row["prompt"]])
     cmd = seed_lora_command("./models/train/kontext", KONTEXT_SOURCES, tmp_path)
     cmd += ["--data_file_keys", "image,kontext_images", "--extra_inputs", "kontext_images"]
-    result = diffsynth(*cmd, cwd=workdir)
+    result = run_diffsynth(*cmd, cwd=workdir)
     assert result.returncode == 0, result.stderr
     lora = load_file(workdir / "models/train/kontext/epoch-0.safetensors")
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())

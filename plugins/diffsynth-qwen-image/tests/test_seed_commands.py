@@ -4,14 +4,13 @@ CI), run offline as subprocesses against `models init` tiny presets in the real 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from diffsynth.testing.cli import run_diffsynth
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "examples" / "data"
@@ -24,11 +23,6 @@ BASE_SOURCES = (
 EDIT_SOURCES = BASE_SOURCES.replace("Qwen/Qwen-Image:transformer", "Qwen/Qwen-Image-Edit:transformer")
 
 
-def diffsynth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DIFFSYNTH_SKIP_DOWNLOAD="True")
-    env.pop("DIFFSYNTH_MODEL_BASE_PATH", None)  # the default ./models, as in the seed
-    return subprocess.run([sys.executable, "-m", "diffsynth", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +30,7 @@ def workdir(tmp_path_factory) -> Path:
     """A working directory with ./models holding both tiny repos, as `models init` writes them."""
     root = tmp_path_factory.mktemp("seed")
     for repo, preset in (("Qwen/Qwen-Image", "tiny"), ("Qwen/Qwen-Image-Edit", "tiny-edit")):
-        out = diffsynth("models", "init", "qwen-image", f"models/{repo}", "--preset", preset, cwd=root)
+        out = run_diffsynth("models", "init", "qwen-image", f"models/{repo}", "--preset", preset, cwd=root)
         assert out.returncode == 0, out.stderr
     return root
 
@@ -65,7 +59,7 @@ def seed_lora_command(metadata: str, output: str, sources: str = BASE_SOURCES) -
 @pytest.mark.parametrize("metadata", ["metadata.csv", "metadata.json", "metadata.jsonl"])
 def test_seed_lora_command_trains_and_exports(workdir, metadata):
     out_dir = f"./models/train/lora-{metadata}"
-    result = diffsynth(*seed_lora_command(str(DATA / metadata), out_dir), cwd=workdir)
+    result = run_diffsynth(*seed_lora_command(str(DATA / metadata), out_dir), cwd=workdir)
     assert result.returncode == 0, result.stderr
     lora = load_file(workdir / out_dir / "epoch-0.safetensors")
     rows = len((DATA / "metadata.jsonl").read_text().splitlines())
@@ -81,7 +75,7 @@ def test_seed_lora_loads_in_diffusers_pipeline(workdir):
     from diffusers import QwenImagePipeline
 
     out_dir = "./models/train/lora-diffusers"
-    result = diffsynth(*seed_lora_command(str(DATA / "metadata.csv"), out_dir), cwd=workdir)
+    result = run_diffsynth(*seed_lora_command(str(DATA / "metadata.csv"), out_dir), cwd=workdir)
     assert result.returncode == 0, result.stderr
     pipe = QwenImagePipeline.from_pretrained(workdir / "models/Qwen/Qwen-Image")
     pipe.load_lora_weights(str(workdir / out_dir / "epoch-0.safetensors"))
@@ -91,7 +85,7 @@ def test_seed_lora_loads_in_diffusers_pipeline(workdir):
 def test_seed_full_dit_command(workdir):
     cmd = seed_lora_command(str(DATA / "metadata.csv"), "./models/train/full")
     cmd = cmd[: cmd.index("--lora_base_model")] + ["--trainable_models", "dit", "--use_gradient_checkpointing"]
-    result = diffsynth(*cmd, cwd=workdir)
+    result = run_diffsynth(*cmd, cwd=workdir)
     assert result.returncode == 0, result.stderr
     from diffusers import QwenImageTransformer2DModel
 
@@ -107,7 +101,7 @@ def test_seed_edit_command(workdir):
     cmd = seed_lora_command(str(DATA / "edit" / "metadata.csv"), "./models/train/edit", EDIT_SOURCES)
     cmd[cmd.index("--dataset_base_path") + 1] = str(DATA / "edit")
     cmd += ["--data_file_keys", "image,edit_image", "--extra_inputs", "edit_image"]
-    result = diffsynth(*cmd, cwd=workdir)
+    result = run_diffsynth(*cmd, cwd=workdir)
     assert result.returncode == 0, result.stderr
     lora = load_file(workdir / "models/train/edit/epoch-0.safetensors")
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())

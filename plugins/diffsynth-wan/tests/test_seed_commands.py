@@ -5,9 +5,6 @@ I2V and TI2V variants; and A14B-style expert runs whose sampled timesteps stay i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,8 @@ from conftest import EXAMPLES
 from diffsynth_wan.spec import I2V_REPO, TI2V_REPO
 from diffsynth_wan.tiny import write_preset
 from safetensors.torch import load_file
+
+from diffsynth.testing.cli import run_diffsynth
 
 T2V_SOURCES = (
     "Wan-AI/Wan2.1-T2V-1.3B:diffusion_pytorch_model*.safetensors,"
@@ -28,17 +27,12 @@ I2V_SOURCES = T2V_SOURCES.replace("Wan2.1-T2V-1.3B", "Wan2.1-I2V-14B-480P") + (
 TI2V_SOURCES = T2V_SOURCES.replace("Wan2.1-T2V-1.3B", "Wan2.2-TI2V-5B").replace("Wan2.1_VAE", "Wan2.2_VAE")
 
 
-def diffsynth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DIFFSYNTH_SKIP_DOWNLOAD="True")
-    env.pop("DIFFSYNTH_MODEL_BASE_PATH", None)  # the default ./models, as in the seed
-    return subprocess.run([sys.executable, "-m", "diffsynth", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("seed")
-    out = diffsynth("models", "init", "wan", "models/Wan-AI/Wan2.1-T2V-1.3B", "--preset", "tiny", cwd=root)
+    out = run_diffsynth("models", "init", "wan", "models/Wan-AI/Wan2.1-T2V-1.3B", "--preset", "tiny", cwd=root)
     assert out.returncode == 0, out.stderr
     write_preset("tiny-i2v", root / "models" / I2V_REPO, 0)
     write_preset("tiny-ti2v", root / "models" / TI2V_REPO, 0)
@@ -77,7 +71,7 @@ def check_lora(folder: Path, rows: int = 4) -> dict:
 
 
 def test_seed_t2v_lora_command_on_example_videos(workdir):
-    result = diffsynth(*seed_command("./models/train/Wan2.1-T2V-1.3B_lora"), cwd=workdir)
+    result = run_diffsynth(*seed_command("./models/train/Wan2.1-T2V-1.3B_lora"), cwd=workdir)
     assert result.returncode == 0, result.stderr
     lora = check_lora(workdir / "models/train/Wan2.1-T2V-1.3B_lora")
     assert lora["diffusion_model.blocks.0.self_attn.q.lora_A.weight"].shape[0] == 32
@@ -86,7 +80,7 @@ def test_seed_t2v_lora_command_on_example_videos(workdir):
 def test_seed_i2v_command(workdir):
     cmd = seed_command("./models/train/i2v", I2V_SOURCES, EXAMPLES / "i2v")
     cmd += ["--data_file_keys", "video,input_image", "--extra_inputs", "input_image"]
-    result = diffsynth(*cmd, cwd=workdir)
+    result = run_diffsynth(*cmd, cwd=workdir)
     assert result.returncode == 0, result.stderr
     check_lora(workdir / "models/train/i2v")
 
@@ -94,7 +88,7 @@ def test_seed_i2v_command(workdir):
 def test_seed_ti2v_command_uses_the_first_frame(workdir):
     # input_image is not a file key here: the video's first frame is the given frame (DiffSynth's rule)
     cmd = seed_command("./models/train/ti2v", TI2V_SOURCES, EXAMPLES / "i2v") + ["--extra_inputs", "input_image"]
-    result = diffsynth(*cmd, cwd=workdir)
+    result = run_diffsynth(*cmd, cwd=workdir)
     assert result.returncode == 0, result.stderr
     check_lora(workdir / "models/train/ti2v")
 
