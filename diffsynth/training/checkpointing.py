@@ -146,9 +146,32 @@ class CheckpointStore:
         A full disk (or any write error) is one line; the previous checkpoint and `latest` stay
         untouched and the partial folder is removed."""
         from safetensors import SafetensorError
+        from safetensors.torch import save_file
 
         try:
-            final = self._write(position, fingerprint, trainable, optimizer, scheduler)
+            self.root.mkdir(parents=True, exist_ok=True)
+            final = self.root / f"step-{position.step}"
+            tmp = self.root / f".incomplete-step-{position.step}-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            rng_plain, rng_tensors = capture_rng()
+            save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
+            save_file(rng_tensors, str(tmp / "rng.safetensors"))
+            torch.save(optimizer, tmp / "optimizer.pt")
+            torch.save(scheduler, tmp / "scheduler.pt")
+            state = CheckpointState(FORMAT_VERSION, position, fingerprint, rng_plain)
+            (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))  # last: marks completeness
+            _fsync_tree(tmp)
+            if os.environ.get(FAULT_ENV) == "checkpoint-before-rename":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if final.exists():  # the same step saved by an earlier, interrupted attempt
+                old = self.root / f".incomplete-old-{final.name}-{os.getpid()}"
+                final.rename(old)
+                tmp.rename(final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(final)
+            atomic_write_text(self.root / LATEST_FILE, final.name + "\n")
         except (OSError, RuntimeError, SafetensorError) as exc:  # torch/safetensors wrap ENOSPC/EFBIG
             for tmp in self.root.glob(f".incomplete-step-*-{os.getpid()}"):
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -157,41 +180,6 @@ class CheckpointStore:
             raise UserError(f"{self.root}: cannot write a checkpoint ({write_error_reason(exc)}); {kept}") from exc
         if limit:
             self.prune(limit)
-        return final
-
-    def _write(
-        self,
-        position: TrainingPosition,
-        fingerprint: dict[str, Any],
-        trainable: dict[str, torch.Tensor],
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any],
-    ) -> Path:
-        from safetensors.torch import save_file
-
-        self.root.mkdir(parents=True, exist_ok=True)
-        final = self.root / f"step-{position.step}"
-        tmp = self.root / f".incomplete-step-{position.step}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        rng_plain, rng_tensors = capture_rng()
-        save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
-        save_file(rng_tensors, str(tmp / "rng.safetensors"))
-        torch.save(optimizer, tmp / "optimizer.pt")
-        torch.save(scheduler, tmp / "scheduler.pt")
-        state = CheckpointState(FORMAT_VERSION, position, fingerprint, rng_plain)
-        (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))  # last: marks completeness
-        _fsync_tree(tmp)
-        if os.environ.get(FAULT_ENV) == "checkpoint-before-rename":
-            os.kill(os.getpid(), signal.SIGKILL)
-        if final.exists():  # the same step saved by an earlier, interrupted attempt
-            old = self.root / f".incomplete-old-{final.name}-{os.getpid()}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-        atomic_write_text(self.root / LATEST_FILE, final.name + "\n")
         return final
 
     def prune(self, limit: int) -> None:
