@@ -25,6 +25,8 @@ class ComponentSpec:
     detect: Detector
     #: Component class, for humans (`models info`), e.g. "diffusers.SomeTransformer2DModel".
     module_class: str = ""
+    #: Only some variants have it (e.g. an image encoder for image-to-video only).
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class ExtraInputSpec:
     description: str
     #: Variant whose default sources fit this input (e.g. an Edit checkpoint for `edit_image`).
     variant: str | None = None
+    #: False when the family can derive the input without its own column (e.g. a video's first
+    #: frame): the metadata then need not have the column.
+    column_required: bool = True
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,12 @@ class DatasetOptions:
         multiple: int,
         required_columns: tuple[str, ...] = ("prompt",),
         default_file_keys: tuple[str, ...] = ("image",),
+        derivable_inputs: tuple[str, ...] = (),
     ) -> DatasetOptions:
         """Validate the dataset flags of `config`. `multiple` is the family's resolution multiple;
         `required_columns` (plus `--extra_inputs`) must exist in the metadata; `default_file_keys`
-        are used, where present, when `--data_file_keys` is not given. Reads no metadata."""
+        are used, where present, when `--data_file_keys` is not given; `derivable_inputs` are extra inputs
+        the family can do without a column for. Reads no metadata."""
         if multiple <= 0:
             raise ValueError(f"resolution multiple must be positive, got {multiple}")
         if not config.dataset_base_path:
@@ -66,7 +68,9 @@ class DatasetOptions:
             raise UserError(f"--max_pixels {config.max_pixels}: expected a positive number of pixels")
         if config.num_frames < 1:
             raise UserError(f"--num_frames {config.num_frames}: expected a positive integer")
-        required = dict.fromkeys([*required_columns, *config.extra_input_names()])
+        # an extra input the family can derive (e.g. a video's first frame) needs no column
+        extras = [name for name in config.extra_input_names() if name not in derivable_inputs]
+        required = dict.fromkeys([*required_columns, *extras])
         explicit = config.data_file_keys is not None
         return cls(
             base_path=base,

@@ -115,7 +115,8 @@ class FamilyContract:
             assert name in [e.name for e in spec.extra_inputs]
 
     def test_loads_every_component(self, pipeline: FamilyPipeline, spec: FamilySpec) -> None:
-        assert set(c.name for c in spec.components) <= set(pipeline.modules)
+        assert set(c.name for c in spec.components if not c.optional) <= set(pipeline.modules)
+        assert set(pipeline.modules) <= set(c.name for c in spec.components)
         for module in pipeline.modules.values():
             assert not any(p.is_meta for p in module.parameters())
 

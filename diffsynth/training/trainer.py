@@ -130,11 +130,11 @@ class Trainer:
         options = DatasetOptions.from_config(
             self.config,
             multiple=self.family.resolution_multiple,
-            required_columns=("prompt", *self.config.extra_input_names()),
+            required_columns=("prompt",),
+            derivable_inputs=tuple(e.name for e in self.family.extra_inputs if not e.column_required),
             default_file_keys=self.family.default_data_file_keys,
         )
         return TrainingDataset(options, check_dataset_quickly(options))
-
 
     def _resume_from(self, store: CheckpointStore) -> LoadedCheckpoint | None:
         wanted = self.config.resume_from_checkpoint

@@ -22,13 +22,9 @@ class WanContract(FamilyContract):
         cfg.extra_inputs = ",".join(cls.extra_inputs) or None
         return cfg
 
-    def test_loads_every_component(self, pipeline, spec) -> None:
-        # the CLIP image encoder exists only in Wan2.1 I2V repos: the contract's "every component"
-        # is every component the preset's checkpoints have
-        expected = {"dit", "text_encoder", "vae"} | ({"image_encoder"} if self.preset == "tiny-i2v" else set())
-        assert set(pipeline.modules) == expected
-        for module in pipeline.modules.values():
-            assert not any(p.is_meta for p in module.parameters())
+    def test_image_encoder_is_loaded_exactly_for_i2v(self, pipeline) -> None:
+        # the CLIP image encoder (an optional component) exists only in Wan2.1 I2V repos
+        assert ("image_encoder" in pipeline.modules) == (self.preset == "tiny-i2v")
 
     def check_exported_lora(self, model_base, lora_file, pipeline, hooks, config) -> None:
         from diffsynth_wan.pipeline import load_dit

@@ -27,8 +27,6 @@ I2V_SOURCES = T2V_SOURCES.replace("Wan2.1-T2V-1.3B", "Wan2.1-I2V-14B-480P") + (
 TI2V_SOURCES = T2V_SOURCES.replace("Wan2.1-T2V-1.3B", "Wan2.2-TI2V-5B").replace("Wan2.1_VAE", "Wan2.2_VAE")
 
 
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("seed")
@@ -83,6 +81,14 @@ def test_seed_i2v_command(workdir):
     result = run_diffsynth(*cmd, cwd=workdir)
     assert result.returncode == 0, result.stderr
     check_lora(workdir / "models/train/i2v")
+
+
+def test_i2v_without_an_input_image_column_uses_each_video_first_frame(workdir):
+    # DiffSynth's habit: metadata with only video,prompt; input_image is derived, not a column
+    cmd = seed_command("./models/train/i2v-first-frame", I2V_SOURCES) + ["--extra_inputs", "input_image"]
+    result = run_diffsynth(*cmd, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    check_lora(workdir / "models/train/i2v-first-frame")
 
 
 def test_seed_ti2v_command_uses_the_first_frame(workdir):

@@ -88,7 +88,10 @@ FAMILY = FamilySpec(
         ComponentSpec("dit", "Video DiT denoiser", is_dit, "diffusers.WanTransformer3DModel"),
         ComponentSpec("text_encoder", "umT5-XXL text encoder", is_text_encoder, "transformers.UMT5EncoderModel"),
         ComponentSpec("vae", "Causal 3-D video autoencoder (16 or 48 channels)", is_vae, "diffusers.AutoencoderKLWan"),
-        ComponentSpec("image_encoder", "CLIP ViT-H/14 visual tower (I2V)", is_image_encoder, "transformers.CLIPVisionModel"),
+        ComponentSpec(
+            "image_encoder", "CLIP ViT-H/14 visual tower (Wan2.1 I2V only)", is_image_encoder,
+            "transformers.CLIPVisionModel", optional=True,
+        ),
     ),
     variants=(
         VariantSpec("t2v", "Wan2.1 text-to-video 1.3B", _sources(T2V_REPO, VAE21_FILE), f"{T2V_REPO}:{TOKENIZER_FOLDER}"),
@@ -118,6 +121,7 @@ FAMILY = FamilySpec(
             "First frame to condition on: CLIP feature + VAE mask conditioning (I2V), or the given "
             "first latent frame (TI2V-5B). An image column, else the video's first frame",
             "i2v",
+            column_required=False,  # DiffSynth's rule: without the column, the video's first frame
         ),
     ),
     presets=(
