@@ -1,4 +1,6 @@
-"""FP8 weight storage: a module's weights kept in float8_e4m3fn and computed in the training dtype.
+"""Memory: FP8 weight storage, and activations kept in CPU memory.
+
+FP8 weight storage: a module's weights kept in float8_e4m3fn and computed in the training dtype.
 
 Works with peft LoRA (including backward) only in this order, checked on CPU: cast the base to
 the compute dtype -> enable layer-wise casting -> add the LoRA -> keep the LoRA parameters in
@@ -6,6 +8,8 @@ fp32 (peft would create them in fp8). `apply_plan` follows it.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -29,3 +33,10 @@ def weight_bytes(module: torch.nn.Module) -> int:
     """Bytes held by parameters and buffers (what the weights cost in memory)."""
     tensors = list(module.parameters()) + list(module.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def activations_offloaded(enabled: bool):
+    """Keep tensors saved for backward (with checkpointing: the block inputs) in CPU memory."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())

@@ -6,7 +6,6 @@ and loading models (minutes), and write `training_args.json` before the first st
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import signal
@@ -23,7 +22,6 @@ from diffsynth.data.dataset import (
     DatasetOptions,
     TrainingDataset,
     check_dataset_quickly,
-    first_item,
 )
 from diffsynth.data.sampler import RepeatShuffleSampler
 from diffsynth.errors import TrainingStopped, UserError
@@ -40,9 +38,11 @@ from diffsynth.training.checkpointing import (
 )
 from diffsynth.training.distributed import dump_rank_weights, expose_module_attributes
 from diffsynth.training.family_hooks import FamilyHooks
+from diffsynth.training.loader import LoadFailure, make_loader
 from diffsynth.training.lora_io import LoraLayers
 from diffsynth.training.model_card import model_card
 from diffsynth.training.outputs import RunOutputs, prepare_output_dir
+from diffsynth.training.precision import activations_offloaded
 from diffsynth.training.progress import TrainingProgress
 from diffsynth.training.stop_signals import StopRequest
 from diffsynth.training.trainable import (
@@ -261,12 +261,7 @@ class Trainer:
             dataset.num_rows, config.dataset_repeat, seed=config.seed,
             rank=accelerator.process_index, world_size=accelerator.num_processes,
         )
-        # its own generator: a DataLoader draws a seed from the global RNG per epoch otherwise,
-        # which would make a resumed run's noise differ from an uninterrupted one's
-        loader = torch.utils.data.DataLoader(
-            LoadErrorsAsValues(dataset), batch_size=1, sampler=sampler, collate_fn=first_item,
-            num_workers=config.dataset_num_workers, generator=torch.Generator().manual_seed(config.seed),
-        )
+        loader = make_loader(dataset, sampler, config.dataset_num_workers, config.seed)
         total = len(sampler) * config.num_epochs // config.gradient_accumulation_steps
         if config.max_steps is not None:
             total = min(total, config.max_steps)
@@ -420,35 +415,3 @@ class Trainer:
             return []
         weights = trained_weights(run.plan, states, self.config)
         return run.outputs.write_weights(stem, self.hooks.split(weights, self.config))
-
-
-def activations_offloaded(enabled: bool):
-    """Keep tensors saved for backward (with checkpointing: the block inputs) in CPU memory."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autograd.graph.save_on_cpu(pin_memory=torch.cuda.is_available())
-
-
-@dataclass
-class LoadFailure:
-    """A sample that could not be loaded; carried to the main process as a value, because an
-    exception raised in a DataLoader worker arrives with the worker's traceback in its text."""
-
-    index: int
-    message: str
-
-
-class LoadErrorsAsValues(torch.utils.data.Dataset):
-    """Wraps the dataset so a `UserError` while loading becomes a `LoadFailure` item."""
-
-    def __init__(self, dataset: TrainingDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int):
-        try:
-            return self.dataset[index]
-        except UserError as exc:
-            return LoadFailure(index, str(exc))
