@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import itertools
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -174,14 +175,21 @@ def _read_json(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
 
 
 def _read_jsonl(path: Path) -> tuple[list[str], list[tuple[Any, ...]]]:
+    # Streamed in chunks of lines: holding the whole text and its lines costs more than the rows.
     columns, rows = _Columns(), []
-    lines = _decode(path).splitlines()
-    for start in range(0, len(lines), _JSONL_CHUNK):
-        for n, value in _parse_jsonl_chunk(path, lines[start : start + _JSONL_CHUNK], first_line=start + 1):
-            try:
-                rows.append(columns.to_row(value))
-            except _NotAnObject as e:
-                raise UserError(f"{path} line {n}: expected a JSON object, got {e}") from None
+    with path.open(encoding="utf-8-sig") as f:
+        first_line = 1
+        try:
+            while lines := [line.rstrip("\n") for line in itertools.islice(f, _JSONL_CHUNK)]:
+                for n, value in _parse_jsonl_chunk(path, lines, first_line):
+                    try:
+                        rows.append(columns.to_row(value))
+                    except _NotAnObject as e:
+                        raise UserError(f"{path} line {n}: expected a JSON object, got {e}") from None
+                first_line += len(lines)
+        except UnicodeDecodeError:
+            _decode(path)  # raises, naming the line (the streamed reader is past it)
+            raise
     return columns.names, rows
 
 
