@@ -44,10 +44,12 @@ def model_sources(family: FamilySpec, config: TrainConfig) -> list[ModelSource]:
     return sources
 
 
-def resolve_model_files(family: FamilySpec, config: TrainConfig) -> ModelFiles:
+def resolve_model_files(
+    family: FamilySpec, config: TrainConfig, settings: DownloadSettings | None = None
+) -> ModelFiles:
     """Find (or download) every checkpoint, identify its component, and locate the tokenizer
-    and processor folders."""
-    settings = DownloadSettings.from_env(config.download_source)
+    and processor folders. `settings` default to the environment's (base path, skip, source)."""
+    settings = settings or DownloadSettings.from_env(config.download_source)
     pairs = [(s.spec, resolve_files(s, settings)) for s in model_sources(family, config)]
     components = identify_all(family, pairs)
     variant = choose_variant(family, config)

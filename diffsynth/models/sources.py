@@ -40,6 +40,11 @@ class DownloadSettings:
     source: str
 
     @classmethod
+    def offline(cls, base_path: Path) -> DownloadSettings:
+        """Files under `base_path` only; never a network request (tests, `models init` trees)."""
+        return cls(Path(base_path), skip=True, source="modelscope")
+
+    @classmethod
     def from_env(cls, download_source: str | None = None) -> DownloadSettings:
         source = (download_source or os.environ.get(DOWNLOAD_SOURCE_ENV) or "modelscope").lower()
         if source not in DOWNLOAD_SOURCES:

@@ -21,10 +21,10 @@ import pytest
 
 from diffsynth.config import TrainConfig
 from diffsynth.models.resolve import choose_variant, resolve_model_files
-from diffsynth.models.sources import MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV
+from diffsynth.models.sources import DownloadSettings, parse_origin_path, resolve_files
 from diffsynth.plugins import FamilyRegistry, load_registry
 from diffsynth.spec import FamilySpec
-from diffsynth.types import FamilyPipeline, Sample
+from diffsynth.types import FamilyPipeline, ModelFiles, Sample
 
 
 def contract_sample(extra_inputs: list[str], size: int = 64, prompt: str = "a red square") -> Sample:
@@ -40,6 +40,21 @@ def contract_sample(extra_inputs: list[str], size: int = 64, prompt: str = "a re
     for i, name in enumerate(extra_inputs):
         fields[name] = image(64 * (i + 1))
     return Sample(index=0, fields=fields)
+
+
+def offline_files(base: Path, source: str) -> tuple[str, tuple[Path, ...]]:
+    """(`source`, its files) for one `repo:glob` under the model base path `base`, resolved by the
+    core's source rules with downloads disabled (a pattern matching nothing is a UserError)."""
+    return source, resolve_files(parse_origin_path(source), DownloadSettings.offline(base))
+
+
+def offline_model_files(
+    family: FamilySpec, base: Path, variant: str | None = None, sources: tuple[str, ...] = ()
+) -> ModelFiles:
+    """The files `train` would use for `variant` (or the explicit `repo:glob` `sources`) under the
+    model base path `base`, resolved by the core exactly as in a run, with downloads disabled."""
+    config = TrainConfig(variant=variant, model_id_with_origin_paths=",".join(sources) or None)
+    return resolve_model_files(family, config, DownloadSettings.offline(base))
 
 
 def init_default_repos(registry: FamilyRegistry, spec: FamilySpec, config: TrainConfig, base: Path, preset: str) -> None:
@@ -96,13 +111,12 @@ class FamilyContract:
         return base
 
     @pytest.fixture
-    def pipeline(self, model_base, spec, hooks, config, monkeypatch) -> FamilyPipeline:
-        monkeypatch.setenv(MODEL_BASE_ENV, str(model_base))
-        monkeypatch.setenv(SKIP_DOWNLOAD_ENV, "True")
+    def pipeline(self, model_base, spec, hooks, config) -> FamilyPipeline:
         import torch
 
         torch.manual_seed(0)
-        return hooks.load_pipeline(resolve_model_files(spec, config), config)
+        settings = DownloadSettings.offline(model_base)
+        return hooks.load_pipeline(resolve_model_files(spec, config, settings), config)
 
     # -- the contract -------------------------------------------------------------------------
 

@@ -51,13 +51,13 @@ def test_origin_paths_split_at_last_colon_and_local_paths_win(tmp_path):
 def test_glob_resolves_sorted_shards_under_base_path(tmp_path):
     for name in ("m-00002-of-00002.safetensors", "m-00001-of-00002.safetensors", "m.safetensors.index.json"):
         touch(tmp_path / "org/repo/sub" / name)
-    settings = DownloadSettings(tmp_path, skip=True, source="modelscope")
+    settings = DownloadSettings.offline(tmp_path)
     (source,) = parse_origin_paths("org/repo:sub/m*.safetensors")
     assert [p.name for p in resolve_files(source, settings)] == ["m-00001-of-00002.safetensors", "m-00002-of-00002.safetensors"]
 
 
 def test_skip_download_missing_file_names_where_it_looked(tmp_path):
-    settings = DownloadSettings(tmp_path, skip=True, source="modelscope")
+    settings = DownloadSettings.offline(tmp_path)
     (source,) = parse_origin_paths("org/repo:w*.safetensors")
     with pytest.raises(UserError, match="no file matches .*org/repo/w\\*.safetensors and downloads are disabled"):
         resolve_files(source, settings)
@@ -94,7 +94,7 @@ def test_folder_pattern_means_the_weight_files_in_it(tmp_path):
     for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
                  "model.safetensors.index.json", "config.json"):
         touch(tmp_path / "org/repo/text_encoder_2" / name)
-    settings = DownloadSettings(tmp_path, skip=True, source="modelscope")
+    settings = DownloadSettings.offline(tmp_path)
     (source,) = parse_origin_paths("org/repo:text_encoder_2/")
     assert [p.name for p in resolve_files(source, settings)] == [
         "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]

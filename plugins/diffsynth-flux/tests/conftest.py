@@ -14,7 +14,7 @@ from diffsynth_flux.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
-from diffsynth.models.checkpoints import identify_all
+from diffsynth.testing.contract import offline_files, offline_model_files
 from diffsynth.types import ModelFiles, Sample
 
 # Tiny models: one thread is faster, and far faster on a CPU other jobs share (thread contention).
@@ -39,19 +39,11 @@ def tiny_kontext_dir(model_base) -> Path:
     return model_base / KONTEXT_REPO
 
 
-def resolve(base: Path, source: str) -> tuple[str, list[Path]]:
-    """`repo/id:glob` (or `repo/id:folder/`) -> files under the model base path, offline."""
-    repo, pattern = source.rsplit(":", 1)
-    if pattern.endswith("/"):
-        return source, sorted((base / repo / pattern).glob("*.safetensors"))
-    return source, sorted((base / repo).glob(pattern))
+resolve = offline_files  # (source, files) of one repo:glob, by the core's rules
 
-
-def model_files(base: Path, variant: str = "dev", sources: tuple[str, ...] | None = None) -> ModelFiles:
-    spec = FAMILY.variant(variant)
-    groups = identify_all(FAMILY, [resolve(base, s) for s in (sources or spec.model_sources)])
-    repo, folder = spec.tokenizer_source.rsplit(":", 1)
-    return ModelFiles(components=groups, tokenizer_path=base / repo / folder)
+def model_files(base: Path, variant: str = "dev", sources: tuple[str, ...] = ()) -> ModelFiles:
+    """What `train` resolves offline under `base`: the variant's defaults, or explicit `sources`."""
+    return offline_model_files(FAMILY, base, variant, sources)
 
 
 def config(kontext: bool = False, guidance: float = 1.0) -> TrainConfig:

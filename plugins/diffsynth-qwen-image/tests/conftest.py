@@ -13,7 +13,7 @@ from diffsynth_qwen_image.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
-from diffsynth.models.checkpoints import identify_all
+from diffsynth.testing.contract import offline_files, offline_model_files
 from diffsynth.types import ModelFiles, Sample
 
 
@@ -35,21 +35,11 @@ def tiny_edit_dir(model_base) -> Path:
     return model_base / "Qwen" / "Qwen-Image-Edit"
 
 
-def resolve(base: Path, source: str) -> tuple[str, list[Path]]:
-    """`repo/id:glob` -> files under the model base path (what the core's sources do offline)."""
-    repo, pattern = source.rsplit(":", 1)
-    return source, sorted((base / repo).glob(pattern))
-
+resolve = offline_files  # (source, files) of one repo:glob, by the core's rules
 
 def model_files(base: Path, variant: str) -> ModelFiles:
-    spec = FAMILY.variant(variant)
-    groups = identify_all(FAMILY, [resolve(base, s) for s in spec.model_sources])
-    folder = lambda s: base / s.rsplit(":", 1)[0] / s.rsplit(":", 1)[1]  # noqa: E731
-    return ModelFiles(
-        components=groups,
-        tokenizer_path=folder(spec.tokenizer_source),
-        processor_path=folder(spec.processor_source) if spec.processor_source else None,
-    )
+    """What `train` resolves offline under `base` for the variant's default sources."""
+    return offline_model_files(FAMILY, base, variant)
 
 
 def config(edit: bool = False) -> TrainConfig:

@@ -13,7 +13,7 @@ from diffsynth_wan.tiny import write_preset
 from diffsynth.config import TrainConfig
 from diffsynth.data.media import resize_and_crop
 from diffsynth.data.video import load_video
-from diffsynth.models.checkpoints import identify_all
+from diffsynth.testing.contract import offline_files, offline_model_files
 from diffsynth.types import ModelFiles, Sample
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data" / "video"
@@ -28,17 +28,11 @@ def model_base(tmp_path_factory) -> Path:
     return base
 
 
-def resolve(base: Path, source: str) -> tuple[str, list[Path]]:
-    """`repo/id:glob` -> files under the model base path (what the core's sources do offline)."""
-    repo, pattern = source.rsplit(":", 1)
-    return source, sorted((base / repo).glob(pattern))
-
+resolve = offline_files  # (source, files) of one repo:glob, by the core's rules
 
 def model_files(base: Path, variant: str) -> ModelFiles:
-    spec = FAMILY.variant(variant)
-    groups = identify_all(FAMILY, [resolve(base, s) for s in spec.model_sources])
-    repo, folder = spec.tokenizer_source.rsplit(":", 1)
-    return ModelFiles(components=groups, tokenizer_path=base / repo / folder)
+    """What `train` resolves offline under `base` for the variant's default sources."""
+    return offline_model_files(FAMILY, base, variant)
 
 
 def config(variant: str = "t2v") -> TrainConfig:

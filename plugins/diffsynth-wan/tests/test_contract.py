@@ -31,8 +31,10 @@ class WanContract(FamilyContract):
         from diffusers import WanPipeline
 
         from diffsynth.models.resolve import resolve_model_files
+        from diffsynth.models.sources import DownloadSettings
 
-        fresh = load_dit(resolve_model_files(hooks.family, config).components["dit"], torch.float32)
+        offline = DownloadSettings.offline(model_base)
+        fresh = load_dit(resolve_model_files(hooks.family, config, offline).components["dit"], torch.float32)
         cfg = fresh.config
         g = torch.Generator().manual_seed(0)
         kwargs = dict(
