@@ -27,6 +27,13 @@ VAE21_FILE = "Wan2.1_VAE.pth"
 VAE22_FILE = "Wan2.2_VAE.pth"
 CLIP_FILE = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 TOKENIZER_FOLDER = "google/umt5-xxl/"
+# Wan2.2-T2V-A14B's two experts, each a folder with config.json + sharded original-key DiT.
+A14B_EXPERTS = ("high_noise_model", "low_noise_model")
+# DiffSynth-Studio's T2V-A14B training split (--max/--min_timestep_boundary): a fraction of the
+# 1000-step shift-5 training grid counted from its noisy end. Index 417 has sigma ~0.875, i.e.
+# timestep 875 = diffusers WanPipeline's boundary_ratio 0.875 x num_train_timesteps 1000, where
+# the pipeline hands over from `transformer` (high noise, t >= 875) to `transformer_2`.
+A14B_BOUNDARY = 0.417
 
 # diffusers module names of DiffSynth-Studio's default Wan targets (q,k,v,o,ffn.0,ffn.2).
 DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
@@ -104,12 +111,12 @@ FAMILY = FamilySpec(
             _sources(TI2V_REPO, VAE22_FILE), f"{TI2V_REPO}:{TOKENIZER_FOLDER}",
         ),
         VariantSpec(
-            "a14b-high", "Wan2.2 T2V A14B high-noise expert (train with --max_timestep_boundary 0.417)",
-            _sources(A14B_REPO, VAE21_FILE, dit=f"high_noise_model/{DIT_FILES}"), f"{A14B_REPO}:{TOKENIZER_FOLDER}",
+            "a14b-high", f"Wan2.2 T2V A14B high-noise expert (train with --max_timestep_boundary {A14B_BOUNDARY})",
+            _sources(A14B_REPO, VAE21_FILE, dit=f"{A14B_EXPERTS[0]}/{DIT_FILES}"), f"{A14B_REPO}:{TOKENIZER_FOLDER}",
         ),
         VariantSpec(
-            "a14b-low", "Wan2.2 T2V A14B low-noise expert (train with --min_timestep_boundary 0.417)",
-            _sources(A14B_REPO, VAE21_FILE, dit=f"low_noise_model/{DIT_FILES}"), f"{A14B_REPO}:{TOKENIZER_FOLDER}",
+            "a14b-low", f"Wan2.2 T2V A14B low-noise expert (train with --min_timestep_boundary {A14B_BOUNDARY})",
+            _sources(A14B_REPO, VAE21_FILE, dit=f"{A14B_EXPERTS[1]}/{DIT_FILES}"), f"{A14B_REPO}:{TOKENIZER_FOLDER}",
         ),
     ),  # fmt: skip
     default_lora_targets=DEFAULT_LORA_TARGETS,
@@ -128,6 +135,10 @@ FAMILY = FamilySpec(
         PresetSpec("tiny", "Random tiny Wan2.1 T2V in the Wan-AI/Wan2.1-T2V-1.3B layout (original .pth files)"),
         PresetSpec("tiny-i2v", "Random tiny Wan2.1 I2V in the Wan-AI/Wan2.1-I2V-14B-480P layout (adds the CLIP .pth)"),
         PresetSpec("tiny-ti2v", "Random tiny Wan2.2 TI2V in the Wan-AI/Wan2.2-TI2V-5B layout (48-channel VAE)"),
+        PresetSpec(
+            "tiny-a14b", "Random tiny Wan2.2 T2V A14B in the Wan-AI/Wan2.2-T2V-A14B layout "
+            "(high_noise_model/ and low_noise_model/ experts with different weights, Wan2.1 VAE)",
+        ),
     ),
     resolution_multiple=16,
     default_data_file_keys=("image", "video"),

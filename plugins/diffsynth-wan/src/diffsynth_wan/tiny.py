@@ -1,6 +1,12 @@
-"""`diffsynth models init wan DIR --preset tiny|tiny-i2v|tiny-ti2v`: deterministic random models
-in the original Wan repos' layout: root config.json, `diffusion_pytorch_model*.safetensors` with
-original key names, `.pth` state dicts for umT5 / VAE / CLIP, and `google/umt5-xxl/`."""
+"""`diffsynth models init wan DIR --preset tiny|tiny-i2v|tiny-ti2v|tiny-a14b`: deterministic random
+models in the original Wan repos' layout: root config.json, `diffusion_pytorch_model*.safetensors`
+with original key names, `.pth` state dicts for umT5 / VAE / CLIP, and `google/umt5-xxl/`.
+
+`tiny-a14b` is Wan-AI/Wan2.2-T2V-A14B's layout: two experts with different weights, each a
+sharded DiT with its own config.json in `high_noise_model/` and `low_noise_model/` (the folders
+Wan2.2's `WanModel.from_pretrained(checkpoint_dir, subfolder=...)` and diffusers'
+`scripts/convert_wan_to_diffusers.py --model_type Wan2.2-T2V-A14B` read), the umT5 and the
+16-channel Wan2.1 VAE at the root, and a root `configuration.json` instead of a DiT config."""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import torch
 from diffsynth.errors import UserError
 
 from . import convert
-from .spec import CLIP_FILE, T5_FILE, VAE21_FILE, VAE22_FILE
+from .spec import A14B_EXPERTS, CLIP_FILE, T5_FILE, VAE21_FILE, VAE22_FILE
 
 # Sizes from design.md §4, each module well under 1M parameters, but 3 DiT blocks: with 2 the
 # red-vs-blue learns check plateaus at 36/40 samples right whatever the learning rate; 3 gives 38/40.
@@ -38,12 +44,14 @@ class Preset:
     image_encoder: bool
     sharded: bool
     model_type: str
+    experts: tuple[str, ...] = ()  # MoE expert subfolders (A14B), each with its own DiT + config.json
 
 
 PRESETS = {
     "tiny": Preset(dit_in=16, latent=16, image_encoder=False, sharded=False, model_type="t2v"),
     "tiny-i2v": Preset(dit_in=36, latent=16, image_encoder=True, sharded=True, model_type="i2v"),
     "tiny-ti2v": Preset(dit_in=48, latent=48, image_encoder=False, sharded=True, model_type="ti2v"),
+    "tiny-a14b": Preset(dit_in=16, latent=16, image_encoder=False, sharded=True, model_type="t2v", experts=A14B_EXPERTS),
 }
 
 
@@ -55,15 +63,23 @@ def write_preset(name: str, directory: Path, seed: int = 0) -> None:
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     tokenizer.save_pretrained(directory / "google" / "umt5-xxl")
-    dit = build_dit(preset)
-    write_dit(directory, dit, preset)
+    if preset.experts:
+        for expert in preset.experts:  # built one after the other: different random weights
+            (directory / expert).mkdir(exist_ok=True)
+            write_dit(directory / expert, build_dit(preset), preset)
+        (directory / "configuration.json").write_text('{"framework": "Pytorch", "task": "text-to-video"}\n')
+    else:
+        write_dit(directory, build_dit(preset), preset)
     torch.save(convert.t5_to_original(build_t5(len(tokenizer)).state_dict()), directory / T5_FILE)
     vae = build_vae(preset.latent)
     vae_file = VAE22_FILE if preset.latent == 48 else VAE21_FILE
     torch.save(convert.vae_to_original(vae.state_dict(), residual=preset.latent == 48), directory / vae_file)
     if preset.image_encoder:
         state = convert.clip_to_original(build_clip().state_dict())
-        state["log_scale"] = torch.tensor(4.6052)  # the open-clip file holds the whole model, text tower too
+        # the file holds the whole XLMRobertaCLIP (Wan's wan/modules/clip.py): the visual tower's
+        # projection `visual.head` (dim x embed_dim), `log_scale` and the text tower, all unused here
+        state["visual.head"] = torch.randn(CLIP_DIM, TEXT_DIM) / CLIP_DIM**0.5
+        state["log_scale"] = torch.tensor(4.6052)
         torch.save(state, directory / CLIP_FILE)
 
 
