@@ -1,6 +1,6 @@
 """DiffSynth-Studio's Wan example command, pasted unchanged (only smaller numbers for CI), run
 offline as a subprocess against `models init` tiny presets in the original repos' layout; the
-I2V and TI2V variants; and A14B-style expert runs whose sampled timesteps stay in their range."""
+I2V and TI2V variants; and the Wan2.2 T2V A14B experts, each trained on its own timestep range."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import EXAMPLES
-from diffsynth_wan.spec import I2V_REPO, TI2V_REPO
+from diffsynth_wan.spec import A14B_BOUNDARY, A14B_REPO, I2V_REPO, TI2V_REPO
 from diffsynth_wan.tiny import write_preset
 from safetensors.torch import load_file
 
@@ -25,6 +25,12 @@ I2V_SOURCES = T2V_SOURCES.replace("Wan2.1-T2V-1.3B", "Wan2.1-I2V-14B-480P") + (
     ",Wan-AI/Wan2.1-I2V-14B-480P:models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 )
 TI2V_SOURCES = T2V_SOURCES.replace("Wan2.1-T2V-1.3B", "Wan2.2-TI2V-5B").replace("Wan2.1_VAE", "Wan2.2_VAE")
+# DiffSynth-Studio's lora/Wan2.2-T2V-A14B.sh: one expert's DiT, the shared umT5 and Wan2.1 VAE
+A14B_SOURCES = {
+    expert: f"Wan-AI/Wan2.2-T2V-A14B:{expert}/diffusion_pytorch_model*.safetensors,"
+    "Wan-AI/Wan2.2-T2V-A14B:models_t5_umt5-xxl-enc-bf16.pth,Wan-AI/Wan2.2-T2V-A14B:Wan2.1_VAE.pth"
+    for expert in ("high_noise_model", "low_noise_model")
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +40,7 @@ def workdir(tmp_path_factory) -> Path:
     assert out.returncode == 0, out.stderr
     write_preset("tiny-i2v", root / "models" / I2V_REPO, 0)
     write_preset("tiny-ti2v", root / "models" / TI2V_REPO, 0)
+    write_preset("tiny-a14b", root / "models" / A14B_REPO, 0)
     return root
 
 
@@ -99,8 +106,21 @@ def test_seed_ti2v_command_uses_the_first_frame(workdir):
     check_lora(workdir / "models/train/ti2v")
 
 
-@pytest.mark.parametrize(("low", "high"), [(0.0, 0.417), (0.417, 1.0)])
-def test_a14b_expert_boundaries_bound_the_sampled_timesteps(workdir, monkeypatch, low, high):
+@pytest.mark.parametrize(
+    ("expert", "boundaries"),
+    [("high_noise_model", ("--max_timestep_boundary", "0.417", "--min_timestep_boundary", "0")),
+     ("low_noise_model", ("--max_timestep_boundary", "1", "--min_timestep_boundary", "0.417"))],
+)  # fmt: skip
+def test_seed_a14b_expert_commands(workdir, expert, boundaries):
+    """lora/Wan2.2-T2V-A14B.sh, both experts, each trained separately on its timestep range."""
+    output = f"./models/train/Wan2.2-T2V-A14B_{expert}_lora"
+    result = run_diffsynth(*seed_command(output, A14B_SOURCES[expert]), *boundaries, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    check_lora(workdir / output)
+
+
+@pytest.mark.parametrize(("expert", "low", "high"), [("high_noise_model", 0.0, A14B_BOUNDARY), ("low_noise_model", A14B_BOUNDARY, 1.0)])
+def test_a14b_expert_boundaries_bound_the_sampled_timesteps(workdir, monkeypatch, expert, low, high):
     """DiffSynth's Wan2.2-T2V-A14B commands: the high-noise expert with --max_timestep_boundary
     0.417, the low-noise one with --min_timestep_boundary 0.417; index fractions from the noisy end."""
     from diffsynth.config import TrainConfig
@@ -122,8 +142,8 @@ def test_a14b_expert_boundaries_bound_the_sampled_timesteps(workdir, monkeypatch
     monkeypatch.setenv(SKIP_DOWNLOAD_ENV, "True")
     config = TrainConfig(
         family="wan", dataset_base_path=str(EXAMPLES), height=32, width=32, num_frames=5, dataset_repeat=8,
-        model_id_with_origin_paths=T2V_SOURCES, lora_base_model="dit", lora_target_modules="q,k,v,o,ffn.0,ffn.2",
-        lora_rank=4, output_path=str(workdir / f"a14b-{low}"), min_timestep_boundary=low, max_timestep_boundary=high,
+        model_id_with_origin_paths=A14B_SOURCES[expert], lora_base_model="dit", lora_target_modules="q,k,v,o,ffn.0,ffn.2",
+        lora_rank=4, output_path=str(workdir / f"a14b-{expert}"), min_timestep_boundary=low, max_timestep_boundary=high,
     )  # fmt: skip
     Trainer(load_registry(), config).run()
     sigmas = torch.cat(sampled)
