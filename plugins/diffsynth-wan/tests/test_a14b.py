@@ -15,6 +15,7 @@ from diffsynth_wan import FAMILY
 from diffsynth_wan.pipeline import load as load_pipeline
 from diffsynth_wan.spec import A14B_EXPERTS, A14B_REPO, CLIP_FILE, T5_FILE, VAE21_FILE, VAE22_FILE
 from safetensors.torch import load_file
+from test_contract import WanContract
 
 from diffsynth.models.header import read_header
 from diffsynth.testing.cli import run_diffsynth
@@ -87,3 +88,11 @@ def test_both_experts_load_as_different_modules(base):
         original = _expert_state(base / A14B_REPO, expert)
         torch.testing.assert_close(pipe.dit.state_dict()["patch_embedding.weight"], original["patch_embedding.weight"])
         torch.testing.assert_close(pipe.dit.state_dict()["proj_out.weight"], original["head.head.weight"])
+
+
+class TestWanA14BHighContract(WanContract):
+    """The core's family contract on the high-noise expert (`models init` of tiny-a14b into the
+    variant's repo; the DiT from `high_noise_model/`)."""
+
+    preset = "tiny-a14b"
+    variant = "a14b-high"
