@@ -136,6 +136,12 @@ class TrainConfig:
         None, "Accepted for compatibility: our keys never carry DiffSynth's pipe.dit. prefix.", OUTPUT
     )
     report_to: str = opt("none", "Experiment tracker: none or tensorboard.", OUTPUT)
+    overwrite: bool = opt(
+        False,
+        "Replace the results of an earlier run in --output_path (its weights, training_args.json, loss log and "
+        "checkpoints are deleted when training starts); without it such a folder is refused.",
+        OUTPUT,
+    )
     # --- Checkpoints (training state, for resuming) ---
     checkpointing_steps: int | None = opt(
         None, "Write a resumable training-state checkpoint every N optimizer steps.", CHECKPOINTS

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import os
 import re
 import resource
 import shutil
@@ -146,10 +148,134 @@ def scenario(case: Case, id: str) -> None:  # noqa: C901 - one branch per docume
         shutil.copytree(first / "checkpoints", c.out / "checkpoints")
         c.subs["checkpoint"] = str(c.out / "checkpoints" / "step-2")
         c.train("--lora_rank", "8", "--resume_from_checkpoint", "latest")
-    elif id == "disk-full":
-        pass  # subprocess; see test_disk_full_during_save_keeps_the_previous_checkpoint
+    elif id in ("disk-full", "weights-disk-full"):
+        pass  # subprocesses; see test_disk_full_during_save_keeps_the_previous_checkpoint and below
+    elif id in NEW_SCENARIOS:
+        NEW_SCENARIOS[id](c)
     else:
         raise AssertionError(f"docs/errors.md row {id!r} has no scenario in tests/test_errors.py")
+
+
+def earlier_run(c: Case) -> Path:
+    """A real finished run with a checkpoint at step 2, its checkpoints copied into c.out."""
+    first = c.tmp / "first"
+    assert run_main([*c.args_for(first), "--max_steps", "2", "--checkpointing_steps", "2"])[0] == 0
+    shutil.copytree(first / "checkpoints", c.out / "checkpoints")
+    c.subs["checkpoints"] = str(c.out / "checkpoints")
+    c.subs["checkpoint"] = str(c.out / "checkpoints" / "step-2")
+    return c.out / "checkpoints" / "step-2"
+
+
+def _earlier_results(c: Case, *names: str) -> None:
+    for name in names:  # what a finished run leaves (their content does not matter to the check)
+        (c.out / name).write_text("from an earlier run")
+
+
+def _output_has_results(c: Case) -> None:
+    _earlier_results(c, "training_args.json", "epoch-0.safetensors")
+    c.train()
+
+
+def _resume_weights_only(c: Case) -> None:
+    _earlier_results(c, "epoch-0.safetensors")
+    c.train("--resume_from_checkpoint", "latest")
+
+
+def _output_in_use(c: Case) -> None:
+    from diffsynth.training.outputs import LOCK_NAME, this_process
+
+    me = this_process()  # a live process holds the lock: this one
+    (c.out / LOCK_NAME).write_text(json.dumps({"pid": me.pid, "host": me.host, "started": me.started}))
+    c.subs.update(pid=str(me.pid), host=me.host, lock=str(c.out / LOCK_NAME))
+    c.train()
+
+
+def _resume_latest_missing(c: Case) -> None:
+    checkpoints = c.out / "checkpoints"
+    (checkpoints / "step-2").mkdir(parents=True)
+    (checkpoints / "step-2" / "state.json").write_text("{}")
+    (checkpoints / "latest").write_text("step-7\n")
+    c.subs["checkpoints"] = str(checkpoints)
+    c.train("--resume_from_checkpoint", "latest")
+
+
+def _resume_truncated(c: Case) -> None:
+    weights = earlier_run(c) / "trainable.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    c.train("--resume_from_checkpoint", "latest")
+
+
+def _resume_other_family(c: Case) -> None:
+    state = earlier_run(c) / "state.json"
+    raw = json.loads(state.read_text())
+    raw["fingerprint"]["family"] = "other"
+    state.write_text(json.dumps(raw))
+    c.train("--resume_from_checkpoint", "latest")
+
+
+def _safetensors(c: Case, header: dict | None = None, raw: bytes | None = None) -> None:
+    path = c.tmp / "model.safetensors"
+    if header is not None:
+        raw = json.dumps(header).encode()
+        raw = struct.pack("<Q", len(raw)) + raw + bytes(4)
+    path.write_bytes(raw)
+    c.subs["path"] = str(path)
+    c.train("--model_paths", f'["{path}"]')
+
+
+def _safetensors_truncated(c: Case) -> None:
+    whole = c.tmp / "whole.safetensors"
+    save_file({"w": torch.zeros(1000)}, str(whole))
+    c.subs["size"] = str(whole.stat().st_size)
+    _safetensors(c, raw=whole.read_bytes()[:1000])
+
+
+def _csv(c: Case, text: str) -> None:
+    c.train("--dataset_metadata_path", str(c.metadata("m.csv", text)))
+
+
+def _jsonl(c: Case, text: str) -> None:
+    c.train("--dataset_metadata_path", str(c.metadata("m.jsonl", text)))
+
+
+def _models_init(c: Case) -> None:
+    c.args = ["models", "init", "toy", str(c.out), "--preset", "tiny"]
+
+
+NEW_SCENARIOS = {
+    "output-has-results": _output_has_results,
+    "resume-weights-only": _resume_weights_only,
+    "overwrite-and-resume": lambda c: c.train("--overwrite", "--resume_from_checkpoint", "latest"),
+    "output-in-use": _output_in_use,
+    "resume-latest-missing": _resume_latest_missing,
+    "resume-truncated": _resume_truncated,
+    "resume-other-family": _resume_other_family,
+    "resume-path-missing": lambda c: c.train("--resume_from_checkpoint", str(c.data / "nope")),
+    "checkpoints-limit": lambda c: c.train("--checkpoints_total_limit", "-1"),
+    "max-steps": lambda c: c.train("--max_steps", "0"),
+    "save-steps": lambda c: c.train("--save_steps", "-5"),
+    "lora-rank": lambda c: c.train("--lora_rank", "0"),
+    "learning-rate": lambda c: c.train("--learning_rate", "nan"),
+    "learning-rate-negative": lambda c: c.train("--learning_rate", "-1e-4"),
+    "lora-alpha": lambda c: c.train("--lora_alpha", "-4"),
+    "weight-decay": lambda c: c.train("--weight_decay", "inf"),
+    "seed-range": lambda c: c.train("--seed", "-1"),
+    "workers-negative": lambda c: c.train("--dataset_num_workers", "-1"),
+    "component-unknown": lambda c: (c.train(), c.args.__setitem__(c.args.index("dit"), "unet")),
+    "lora-checkpoint-missing": lambda c: (c.subs.__setitem__("path", str(c.tmp / "nope.safetensors")),
+                                          c.train("--lora_checkpoint", c.subs["path"])),
+    "prompt-empty": lambda c: _csv(c, "image,prompt\nimages/red_circle.png,a\nimages/red_square.png,  \n"),
+    "prompt-missing": lambda c: _jsonl(c, '{"image": "images/red_circle.png"}\n'
+                                          '{"image": "images/red_square.png", "prompt": "x"}\n'),
+    "prompt-not-text": lambda c: _jsonl(c, '{"image": "images/red_circle.png", "prompt": 5}\n'),
+    "csv-swallowed": lambda c: _csv(c, 'image,prompt\nimages/red_circle.png,"a red circle\n'
+                                       "images/red_square.png,a red square\nimages/blue_circle.png,a blue circle\n"),
+    "accumulation-rows": lambda c: c.train("--gradient_accumulation_steps", "9"),
+    "safetensors-truncated": _safetensors_truncated,
+    "safetensors-not-object": lambda c: _safetensors(c, raw=struct.pack("<Q", 2) + b"[]"),
+    "safetensors-bad-entry": lambda c: _safetensors(c, header={"w": {"dtype": "F32", "shape": "x", "data_offsets": [0, 4]}}),
+    "init-not-empty": _models_init,
+}
 
 
 def _args_for(self: Case, out: Path) -> list[str]:
@@ -174,7 +300,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("row_id", [i for i in documented() if i != "disk-full"])
+@pytest.mark.parametrize("row_id", [i for i in documented() if i not in ("disk-full", "weights-disk-full")])
 def test_documented_error(row_id, tmp_path, toy_models, monkeypatch):
     monkeypatch.setenv("DIFFSYNTH_MODEL_BASE_PATH", str(toy_models))
     monkeypatch.setenv("DIFFSYNTH_SKIP_DOWNLOAD", "True")
@@ -215,3 +341,56 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(tmp_path, toy_model
     assert snapshot(case.out / "checkpoints" / "step-2") == previous
     assert (case.out / "checkpoints" / "latest").read_text().strip() == "step-2"
     assert not list((case.out / "checkpoints").glob(".incomplete-*"))
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A real tmpfs of `size` mounted at `folder` (needs root); skips the test where it can't."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()[:80]})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill the file system of `folder` until `leave` bytes are free."""
+    stats = os.statvfs(folder)
+    (folder / "filler").write_bytes(bytes(max(0, stats.f_bavail * stats.f_frsize - leave)))
+
+
+def test_full_disk_at_the_final_save_keeps_the_weights_and_says_how_to_continue(tmp_path, toy_models):
+    case = Case(tmp_path, toy_models)
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        out = disk / "out"
+        base = ["train", "toy", "--dataset_base_path", str(case.data), "--output_path", str(out), "--lora_base_model", "dit"]
+        env = cli_env(DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
+        first = subprocess.run([sys.executable, "-m", "diffsynth", *base, "--max_steps", "2", "--checkpointing_steps", "2"],
+                               env=env, capture_output=True, text=True)
+        assert first.returncode == 0, first.stderr
+        weights = out / "epoch-0.safetensors"
+        before = snapshot(out)
+        fill(disk, leave=16 * 1024)  # room for the args and the log, not for the weights
+        full = subprocess.run([sys.executable, "-m", "diffsynth", *base, "--max_steps", "4", "--resume_from_checkpoint", "latest"],
+                              env=env, capture_output=True, text=True)
+        assert full.returncode == 2, full.stderr
+        expected = "error: " + documented()["weights-disk-full"][1].format(weights=weights, checkpoint=out / "checkpoints" / "step-2")
+        assert full.stderr.strip().splitlines() == [expected]
+        after = snapshot(out)
+        assert after["epoch-0.safetensors"] == before["epoch-0.safetensors"]  # the previous weights are intact
+        assert not [name for name in after if name.endswith(".tmp")]
+        assert oct(weights.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+        (disk / "filler").unlink()  # and the run continues as the message says
+        again = subprocess.run([sys.executable, "-m", "diffsynth", *base, "--max_steps", "4", "--resume_from_checkpoint", "latest"],
+                               env=env, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert snapshot(out)["epoch-0.safetensors"] != before["epoch-0.safetensors"]
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

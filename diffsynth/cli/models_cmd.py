@@ -92,18 +92,42 @@ def models_app(registry: FamilyRegistry) -> typer.Typer:
         directory: Annotated[Path, typer.Argument(help="Folder to write the model into.")],
         preset: Annotated[str, typer.Option(help="Model size preset (see `models info`).")] = "tiny",
         seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into a folder that is not empty.")] = False,
     ) -> None:
         """Write a random model in the real repo's on-disk layout (for tests and demos)."""
         spec = registry.get(family)
         names = [p.name for p in spec.presets]
         if preset not in names:
             raise UserError(f"--preset: {family} has no preset {preset!r}; presets: {', '.join(names) or 'none'}")
+        check_init_folder(directory, overwrite)
         written = registry.hook.init_model(family=spec.name, preset=preset, directory=directory, seed=seed)
         if not written:
             raise PluginError(f"no plugin implements init_model for {spec.name}")
+        give_user_modes(directory)
         typer.echo(f"wrote {spec.name} preset {preset} to {directory}")
 
     return app
+
+
+def check_init_folder(directory: Path, overwrite: bool) -> None:
+    """`models init` writes random weights: never over a folder that holds something (it may be
+    the real download folder) unless --overwrite says so."""
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{directory}: exists and is not a folder")
+    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+        raise UserError(
+            f"{directory}: folder is not empty (it may hold a real model); choose an empty folder, "
+            "or pass --overwrite to replace its files with random weights"
+        )
+
+
+def give_user_modes(directory: Path) -> None:
+    """Library writers create some files 0600; give what init wrote the user's umask mode."""
+    from diffsynth.training.outputs import give_user_mode
+
+    for path in directory.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            give_user_mode(path)
 
 
 def _print_details(d: dict) -> None:

@@ -7,9 +7,12 @@ Every flag accepts the seed's underscore spelling and the dashed one (`--lora_ra
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Annotated, Any, Callable
 
 import typer
@@ -79,9 +82,14 @@ def make_train_command(registry: FamilyRegistry, family: FamilySpec) -> Callable
 
 
 def run_training(registry: FamilyRegistry, config: TrainConfig) -> None:
+    from diffsynth.training.outputs import claimed_output_dir
     from diffsynth.training.trainer import Trainer  # heavy: torch, accelerate, peft
 
-    result = Trainer(registry, config).run()
+    # One process claims the folder (lock, earlier results) before anything is read or written;
+    # under `accelerate launch` that is global rank 0, the one process that writes there.
+    claim = claimed_output_dir(Path(config.output_path), config.resume_from_checkpoint, config.overwrite)
+    with claim if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
+        result = Trainer(registry, config).run()
     if result.files:
         typer.echo(f"trained {result.steps} steps; wrote {', '.join(str(p) for p in result.files)}")
 

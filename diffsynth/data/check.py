@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsynth.data.dataset import DatasetOptions
+from diffsynth.data.dataset import DatasetOptions, check_swallowed_rows, text_columns, text_problem
 from diffsynth.data.media import load_image, target_size
 from diffsynth.data.metadata import read_metadata
 from diffsynth.data.video import is_video_column, is_video_file, load_frames
@@ -60,6 +60,7 @@ def check_dataset(options: DatasetOptions) -> DatasetReport:
         raise UserError(
             f"{table.path}: no column '{missing_columns[0]}'; columns: {', '.join(table.columns)}"
         )
+    check_swallowed_rows(table, options)  # the whole table is misread: no row-by-row report
     report = DatasetReport(table.path, len(table), table.columns, options.file_keys)
     seen: dict[tuple, int] = {}
     for row_index, row in enumerate(table.rows):
@@ -69,6 +70,10 @@ def check_dataset(options: DatasetOptions) -> DatasetReport:
         else:
             seen[key] = row_index
         fields = table.row(row_index)
+        for column in text_columns(options):
+            why = text_problem(column, fields.get(column))
+            if why:
+                report.problems.append(RowProblem(row_index, column, why))
         first = None
         for column in options.file_keys:
             value = fields.get(column)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch.utils.data
@@ -39,6 +39,8 @@ class DatasetOptions:
     num_frames: int = 81
     #: True when file_keys are the family's defaults: columns absent from the metadata are skipped.
     skip_absent_keys: bool = False
+    #: --gradient_accumulation_steps: an epoch must hold at least one optimizer step's micro-batches.
+    accumulation: int = 1
 
     @classmethod
     def from_config(
@@ -83,6 +85,7 @@ class DatasetOptions:
             multiple=multiple,
             num_frames=config.num_frames,
             skip_absent_keys=not explicit,
+            accumulation=max(1, config.gradient_accumulation_steps),
         )
 
     def for_table(self, table: MetadataTable) -> DatasetOptions:
@@ -109,8 +112,66 @@ def check_dataset_quickly(options: DatasetOptions) -> MetadataTable:
     for column, why in needed.items():
         if column not in table.columns:
             raise UserError(f"{table.path}: no column '{column}' ({why}); columns: {', '.join(table.columns)}")
+    check_swallowed_rows(table, options)
+    problem = first_text_problem(table, options)
+    if problem:
+        raise UserError(f"{table.path} row {problem[0] + 1}: column '{problem[1]}' {problem[2]}")
+    _check_accumulation(table, options)
     _check_files_exist(table, options)
     return table
+
+
+def check_swallowed_rows(table: MetadataTable, options: DatasetOptions) -> None:
+    """A line inside a quoted field that names a file where the row's file column is (an existing
+    file, or one like the row's own) is a row the quote swallowed, not a line of a prompt."""
+    for s in table.swallow_suspects:
+        own = table.row(s.row - 1)
+        for key in options.file_keys:
+            j = table.columns.index(key)
+            candidate, mine = s.fields[j], str(own.get(key) or "")
+            suffix = PurePosixPath(candidate).suffix.lower()
+            if (suffix and suffix == PurePosixPath(mine).suffix.lower()) or (options.base_path / candidate).is_file():
+                raise UserError(
+                    f"{table.path} line {s.start} (row {s.row}): a quoted field runs on to line {s.end} and swallows "
+                    f"line {s.line} ({','.join(s.fields)[:60]!r}) as text; close the quote, or write a literal quote as \"\""
+                )
+
+
+def text_columns(options: DatasetOptions) -> list[str]:
+    """Required columns that are text, not files (the prompt)."""
+    return [c for c in options.required_columns if c not in options.file_keys]
+
+
+def text_problem(column: str, value: Any) -> str | None:
+    """Why a row's text value would not train (a missing or blank prompt), or None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return "is empty; every row needs one (training would use no prompt)"
+    if column == "prompt" and not isinstance(value, str):
+        return f"is {type(value).__name__} {value!r}, expected text"
+    return None
+
+
+def first_text_problem(table: MetadataTable, options: DatasetOptions) -> tuple[int, str, str] | None:
+    """(row, column, why) of the first row with a missing or blank text value, or None."""
+    for column in text_columns(options):
+        for row, value in enumerate(table.column(column)):
+            why = text_problem(column, value)
+            if why:
+                return row, column, why
+    return None
+
+
+def _check_accumulation(table: MetadataTable, options: DatasetOptions) -> None:
+    """An optimizer step needs `accumulation` micro-batches; an epoch with fewer trains nothing
+    (or mixes epochs in one step). Per process under `accelerate launch`."""
+    world = max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+    per_process = -(-len(table) * options.repeat // world)
+    if per_process < options.accumulation:
+        processes = f" / {world} processes" if world > 1 else ""
+        raise UserError(
+            f"--gradient_accumulation_steps {options.accumulation}: an epoch has only {per_process} micro-batches "
+            f"({len(table)} rows x --dataset_repeat {options.repeat}{processes}); lower it or raise --dataset_repeat"
+        )
 
 
 def _check_files_exist(table: MetadataTable, options: DatasetOptions) -> None:

@@ -23,12 +23,26 @@ _JSONL_CHUNK = 8192  # lines parsed per json.loads call: one call per line is tw
 
 
 @dataclass(frozen=True)
+class SwallowSuspect:
+    """A line inside a quoted CSV field that reads as a row: the record spans lines start..end,
+    is row `row` (1-based), and its line `line` splits into `fields`."""
+
+    start: int
+    end: int
+    row: int
+    line: int
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class MetadataTable:
     """A metadata file's rows: `rows[i][j]` is row i's value for `columns[j]` (None if absent)."""
 
     path: Path
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
+    #: CSV only: lines inside a quoted field that read as rows (see `_swallow_suspects`).
+    swallow_suspects: tuple[SwallowSuspect, ...] = ()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,10 +86,10 @@ def read_metadata(path: str | Path) -> MetadataTable:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: metadata file is empty")
     with _gc_paused():
-        columns, rows = readers[suffix](path)
+        columns, rows, *suspects = readers[suffix](path)
     if not rows:
         raise UserError(f"{path}: metadata has no rows")
-    return MetadataTable(path=path, columns=tuple(columns), rows=rows)
+    return MetadataTable(path=path, columns=tuple(columns), rows=rows, swallow_suspects=suspects[0] if suspects else ())
 
 
 @contextmanager
@@ -93,7 +107,7 @@ def _gc_paused() -> Iterator[None]:
 # --- csv ---
 
 
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
+def _read_csv(path: Path) -> tuple[list[str], list[tuple[str, ...]], tuple[SwallowSuspect, ...]]:
     # Streamed from the file: holding the whole text costs more memory than the rows.
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
@@ -108,10 +122,36 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
             raise
         except csv.Error as e:
             raise UserError(f"{path} line {reader.line_num}: malformed CSV ({e})") from None
+        lines = reader.line_num
     _check_header(path, header)
     if any(len(r) != width for r in rows):
         _raise_bad_width(path, width)
-    return header, rows
+    # a record spans lines (or a line is blank): rare, so looked at apart
+    suspects = _swallow_suspects(path, width) if lines > len(rows) + 1 else ()
+    return header, rows, suspects
+
+
+def _swallow_suspects(path: Path, width: int) -> tuple[SwallowSuspect, ...]:
+    """Lines inside a multi-line quoted field that read as rows of their own. A quote opened and
+    not closed on its line makes csv read the following lines into one field (fewer rows than
+    lines, silently); a long prompt may span lines too, so the dataset decides (its file columns
+    tell a swallowed row from a paragraph)."""
+    found = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        end, row_number = 1, 0
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if not record:
+                continue
+            row_number += 1
+            for field in record if end > start else ():
+                for n, line in enumerate(field.split("\n")[1:], start + 1):
+                    fields = next(csv.reader([line]), [])
+                    if len(fields) == width:
+                        found.append(SwallowSuspect(start, end, row_number, n, tuple(fields)))
+    return tuple(found)
 
 
 def _check_header(path: Path, header: list[str]) -> None:

@@ -7,6 +7,7 @@ costs microseconds even for a 40 GB file. Detectors in family specs run on this 
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from dataclasses import dataclass, field
@@ -53,7 +54,8 @@ class CheckpointHeader:
 
 
 def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
-    """Return ({key: TensorInfo}, metadata) of one .safetensors file."""
+    """Return ({key: TensorInfo}, metadata) of one .safetensors file. A file that is not one, or
+    is shorter than its header says (a download cut short), is a UserError naming it."""
     try:
         with open(path, "rb") as fh:
             raw_len = fh.read(8)
@@ -63,15 +65,39 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str
             if length <= 0 or length > _MAX_HEADER_BYTES:
                 raise UserError(f"{path}: not a safetensors file (bad header length)")
             raw = fh.read(length)
+            size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
-        raise UserError(f"{path}: cannot read checkpoint ({exc.strerror})") from exc
+        raise UserError(f"{path}: cannot read checkpoint ({exc.strerror or exc})") from exc
+    if len(raw) < length:
+        raise UserError(f"{path}: truncated safetensors file ({size} bytes; its header alone needs {8 + length})")
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a safetensors file (header is not JSON)") from exc
+    if not isinstance(header, dict):
+        raise UserError(f"{path}: not a safetensors file (header is not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
-    tensors = {k: TensorInfo(tuple(v["shape"]), v["dtype"]) for k, v in header.items()}
+    tensors = {k: _tensor_info(path, k, v) for k, v in header.items()}
+    needed = 8 + length + max((v["data_offsets"][1] for v in header.values()), default=0)
+    if size < needed:
+        raise UserError(f"{path}: truncated safetensors file ({size} bytes, its header describes {needed}); download it again")
     return tensors, metadata
+
+
+def _tensor_info(path: Path, key: str, entry: object) -> TensorInfo:
+    """One header entry, checked: {"dtype": str, "shape": [int...], "data_offsets": [begin, end]}."""
+    ok = (
+        isinstance(entry, dict)
+        and isinstance(entry.get("dtype"), str)
+        and isinstance(entry.get("shape"), list)
+        and all(isinstance(n, int) and n >= 0 for n in entry["shape"])
+        and isinstance(entry.get("data_offsets"), list)
+        and len(entry["data_offsets"]) == 2
+        and all(isinstance(n, int) and n >= 0 for n in entry["data_offsets"])
+    )
+    if not ok:
+        raise UserError(f"{path}: not a safetensors file (malformed header entry for {key!r})")
+    return TensorInfo(tuple(entry["shape"]), entry["dtype"])
 
 
 def read_torch_header(path: Path) -> dict[str, TensorInfo]:

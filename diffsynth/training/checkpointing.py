@@ -23,11 +23,12 @@ import numpy as np
 import torch
 
 from diffsynth.errors import UserError
-from diffsynth.training.outputs import atomic_write_text
+from diffsynth.training.outputs import atomic_write_text, give_user_mode, write_error_reason, write_errors
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
 LATEST_FILE = "latest"
+STEP_NAME = re.compile(r"step-\d+")
 #: Test hook: `checkpoint-before-rename` kills the process between writing and renaming.
 FAULT_ENV = "DIFFSYNTH_FAULT"
 
@@ -90,15 +91,6 @@ def restore_rng(plain: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None
         torch.cuda.set_rng_state_all(cuda)
 
 
-def write_error_reason(exc: Exception) -> str:
-    """"File too large" / "No space left on device" from an OSError or a library's wrapper of one."""
-    if getattr(exc, "strerror", None):
-        return exc.strerror
-    text = str(exc).strip()
-    wrapped = re.search(r"([^:()]+?) \(os error \d+\)", text)  # safetensors: "...: File too large (os error 27)"
-    return wrapped.group(1).strip() if wrapped else (text.splitlines()[0] if text else type(exc).__name__)
-
-
 # -- the store ------------------------------------------------------------------------------------
 
 
@@ -106,6 +98,7 @@ def _fsync_tree(folder: Path) -> None:
     for path in folder.iterdir():
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
+        give_user_mode(path)
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -132,6 +125,41 @@ class CheckpointStore:
         path = self.root / pointer.read_text().strip()
         return path if (path / STATE_FILE).is_file() else None
 
+    def complete(self) -> list[Path]:
+        """Complete checkpoints (state.json is written last), oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.iterdir() if STEP_NAME.fullmatch(p.name) and (p / STATE_FILE).is_file()]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def resume_point(self) -> Path | None:
+        """What `--resume_from_checkpoint latest` continues from: the folder `latest` names; the
+        newest complete checkpoint when a save was killed before `latest` was first written; None
+        when there are no checkpoints at all (a fresh start). A `latest` naming a missing folder
+        is an error, never a silent fresh start over the checkpoints that exist."""
+        pointer = self.root / LATEST_FILE
+        complete = self.complete()
+        if not pointer.is_file():
+            if complete:
+                return complete[-1]
+            if self.root.is_dir() and any(STEP_NAME.fullmatch(p.name) for p in self.root.iterdir()):
+                raise UserError(f"--resume_from_checkpoint latest: {self.root} holds only incomplete checkpoints "
+                                "(no state.json); pass --overwrite to start afresh")
+            return None
+        try:
+            name = pointer.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--resume_from_checkpoint latest: cannot read {pointer} ({exc})") from exc
+        path = self.root / name
+        if STEP_NAME.fullmatch(name) and path.is_dir():
+            return path  # load_checkpoint reports a corrupt one
+        others = ", ".join(str(p) for p in complete[-2:])
+        instead = f"resume from one by its path ({others}) or" if others else "no complete checkpoint is left;"
+        raise UserError(
+            f"--resume_from_checkpoint latest: {pointer} names {name!r}, which is not a checkpoint folder; "
+            f"{instead} pass --overwrite to start afresh"
+        )
+
     def save(
         self,
         position: TrainingPosition,
@@ -145,7 +173,6 @@ class CheckpointStore:
 
         A full disk (or any write error) is one line; the previous checkpoint and `latest` stay
         untouched and the partial folder is removed."""
-        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
         try:
@@ -172,55 +199,79 @@ class CheckpointStore:
             else:
                 tmp.rename(final)
             atomic_write_text(self.root / LATEST_FILE, final.name + "\n")
-        except (OSError, RuntimeError, SafetensorError) as exc:  # torch/safetensors wrap ENOSPC/EFBIG
+        except write_errors() as exc:  # torch/safetensors wrap ENOSPC/EFBIG in their own types
             for tmp in self.root.glob(f".incomplete-step-*-{os.getpid()}"):
                 shutil.rmtree(tmp, ignore_errors=True)
             previous = self.latest()
-            kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
-            raise UserError(f"{self.root}: cannot write a checkpoint ({write_error_reason(exc)}); {kept}") from exc
-        if limit:
+            kept = (f"the previous checkpoint {previous} is intact; free some space and continue with "
+                    "--resume_from_checkpoint latest") if previous else "no earlier checkpoint exists"
+            raise UserError(f"{self.root}: cannot write a checkpoint ({write_error_reason(exc, self.root)}); {kept}") from exc
+        if limit is not None and limit >= 1:  # validate() refuses < 1; never prune the one just written
             self.prune(limit)
         return final
 
     def prune(self, limit: int) -> None:
         """Delete all but the newest `limit` complete checkpoints."""
-        steps = sorted(
-            (p for p in self.root.glob("step-*") if (p / STATE_FILE).is_file()),
-            key=lambda p: int(p.name.split("-")[1]),
-        )
-        for old in steps[:-limit]:
+        for old in self.complete()[:-limit]:
             shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(path: Path, flag: str = "--resume_from_checkpoint") -> LoadedCheckpoint:
-    """Read a checkpoint folder; a folder that is not one is a UserError."""
-    from safetensors.torch import load_file
-
+    """Read a checkpoint folder; a folder that is not one (or a truncated, corrupt one) is a
+    UserError naming the file that fails."""
     state_file = path / STATE_FILE
     if not state_file.is_file():
         raise UserError(f"{flag}: {path} is not a training checkpoint (no {STATE_FILE})")
+    state = _read_state(state_file, flag)
+    return LoadedCheckpoint(
+        path=path,
+        state=state,
+        trainable=_read_part(path / "trainable.safetensors", flag),
+        optimizer=_read_part(path / "optimizer.pt", flag),
+        scheduler=_read_part(path / "scheduler.pt", flag),
+        torch_rng=_read_part(path / "rng.safetensors", flag),
+    )
+
+
+def _read_state(state_file: Path, flag: str) -> CheckpointState:
     try:
-        raw = json.loads(state_file.read_text())
+        raw = json.loads(state_file.read_text(encoding="utf-8"))
         state = CheckpointState(
             format=raw["format"],
             position=TrainingPosition(**raw["position"]),
-            fingerprint=raw["fingerprint"],
-            rng=raw["rng"],
+            fingerprint=dict(raw["fingerprint"]),
+            rng=dict(raw["rng"]),
         )
-        return LoadedCheckpoint(
-            path=path,
-            state=state,
-            trainable=load_file(str(path / "trainable.safetensors")),
-            optimizer=torch.load(path / "optimizer.pt", weights_only=True),
-            scheduler=torch.load(path / "scheduler.pt", weights_only=True),
-            torch_rng=load_file(str(path / "rng.safetensors")),
-        )
-    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{flag}: {path} is not a readable training checkpoint ({type(exc).__name__})") from exc
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # ValueError covers bad JSON and UTF-8
+        raise UserError(f"{flag}: {state_file} is not a readable checkpoint state ({_why(exc)})") from exc
+    if state.format != FORMAT_VERSION:
+        raise UserError(f"{flag}: {state_file} has format {state.format!r}; this version reads format {FORMAT_VERSION}")
+    return state
+
+
+def _read_part(file: Path, flag: str) -> Any:
+    """One tensor file of a checkpoint; safetensors and torch raise their own types for a bad file."""
+    from safetensors.torch import load_file
+
+    try:
+        if file.suffix == ".safetensors":
+            return load_file(str(file))
+        return torch.load(file, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, UnpicklingError, RuntimeError, OSError, ...
+        raise UserError(f"{flag}: {file} is truncated or corrupt ({_why(exc)}); resume from another checkpoint") from exc
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r}"
+    text = str(exc).strip()
+    first = getattr(exc, "strerror", None) or (text.splitlines()[0] if text else "")
+    return (first or type(exc).__name__)[:160]
 
 
 def check_fingerprint(loaded: LoadedCheckpoint, fingerprint: dict[str, Any]) -> None:
-    """The checkpoint must come from a run with the same family and trainable set-up."""
+    """The checkpoint must come from a run with the same family and trainable set-up. Called
+    with part of the fingerprint (what the flags alone say) before models load, in full after."""
     theirs = loaded.state.fingerprint
     for key in fingerprint:
         if theirs.get(key) != fingerprint[key]:

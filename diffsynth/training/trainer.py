@@ -89,7 +89,50 @@ def validate(config: TrainConfig, family: FamilySpec) -> None:
             raise UserError(f"--{flag}: expected a positive integer, got {getattr(config, flag)}")
     if not 0.0 <= config.min_timestep_boundary < config.max_timestep_boundary <= 1.0:
         raise UserError("--min_timestep_boundary/--max_timestep_boundary: expected 0 <= min < max <= 1")
+    _validate_ranges(config)
+    _validate_components(config, family)
+    _validate_files(config)
     config.dtype = resolve_dtype(config.dtype)
+
+
+def _validate_ranges(config: TrainConfig) -> None:
+    """Numbers a run would accept and then train nothing with (or crash on) are refused here."""
+    for flag in ("max_steps", "save_steps", "checkpointing_steps", "checkpoints_total_limit", "lora_rank"):
+        value = getattr(config, flag)
+        if value is not None and value < 1:
+            raise UserError(f"--{flag}: expected a positive integer, got {value}")
+    for flag in ("skip_nonfinite", "dataset_num_workers"):
+        if getattr(config, flag) < 0:
+            raise UserError(f"--{flag}: expected 0 or more, got {getattr(config, flag)}")
+    if not 0 <= config.seed < 2**32:
+        raise UserError(f"--seed: expected 0 <= seed < 2**32, got {config.seed}")
+    for flag, minimum in (("learning_rate", "positive"), ("lora_alpha", "positive"), ("weight_decay", "non-negative")):
+        value = getattr(config, flag)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < 0 or (minimum == "positive" and value == 0):
+            raise UserError(f"--{flag}: expected a {minimum} finite number, got {value:g}")
+
+
+def _validate_components(config: TrainConfig, family: FamilySpec) -> None:
+    """Component names are known from the family's declaration, before any model is loaded."""
+    names = [c.name for c in family.components]
+    named = [("--lora_base_model", config.lora_base_model), ("--preset_lora_model", config.preset_lora_model)]
+    named += [("--trainable_models", n) for n in config.trainable_model_names()]
+    for flag, name in named:
+        if name and name not in names:
+            raise UserError(f"{flag}: {family.name} has no component {name!r}; components: {', '.join(names)}")
+
+
+def _validate_files(config: TrainConfig) -> None:
+    """Files named by flags exist (a dangling symlink counts as missing)."""
+    for flag in ("lora_checkpoint", "preset_lora_path"):
+        value = getattr(config, flag)
+        if value and not Path(value).is_file():
+            raise UserError(f"--{flag}: file not found: {value}")
+    resume = config.resume_from_checkpoint
+    if resume and resume != "latest" and not Path(resume).is_dir():
+        raise UserError(f"--resume_from_checkpoint: {resume} is not a folder (give 'latest' or a checkpoints/step-N folder)")
 
 
 @dataclass
@@ -140,13 +183,18 @@ class Trainer:
         wanted = self.config.resume_from_checkpoint
         if not wanted:
             return None
-        if wanted == "latest":
-            path = store.latest()
-            if path is None:
-                return None  # nothing to resume yet: a fresh start (so one command serves both)
-        else:
-            path = Path(wanted)
-        return load_checkpoint(path)
+        # `latest` with no checkpoints at all is a fresh start (so one command serves both); a
+        # `latest` naming a missing folder is an error, never a fresh start over the checkpoints
+        path = store.resume_point() if wanted == "latest" else Path(wanted)
+        if path is None:
+            return None
+        loaded = load_checkpoint(path)
+        c = self.config  # what the flags alone say must match: refused before any model loads
+        check_fingerprint(loaded, {
+            "family": self.family.name, "lora_base_model": c.lora_base_model, "seed": c.seed,
+            "gradient_accumulation_steps": c.gradient_accumulation_steps, "dataset_repeat": c.dataset_repeat,
+        })
+        return loaded
 
     def _read_lora(self, path: str | None, flag: str, pipeline: FamilyPipeline, component: str | None) -> LoraLayers | None:
         if not path:
@@ -274,6 +322,8 @@ class Trainer:
             start = resume.state.position
         if accelerator.is_main_process:
             store.clean_incomplete()
+            if config.overwrite:  # asked for; done only now that everything before the first write passed
+                outputs.remove_earlier_results()
             outputs.write_training_args(config.to_dict())
             outputs.start_loss_log(keep_through_step=start.step)
         if config.report_to == "tensorboard":
@@ -367,7 +417,7 @@ class Trainer:
     def _nonfinite(self, run: PreparedRun, value: float, step: int, sample) -> None:
         """Skip a NaN/inf micro-batch while --skip_nonfinite allows, else stop naming it."""
         files = [str(run.dataset.table.row(sample.index).get(k)) for k in run.dataset.options.file_keys]
-        where = f"step {step}, dataset row {sample.index} ({', '.join(files)})"
+        where = f"step {step}, dataset row {sample.index + 1} ({', '.join(files)})"  # rows count from 1, as everywhere
         if run.nonfinite_skipped < self.config.skip_nonfinite:
             run.nonfinite_skipped += 1
             if run.accelerator.is_main_process:

@@ -154,7 +154,7 @@ def test_resume_with_a_different_config_is_refused(toy_models, tmp_path):
 
 @pytest.fixture
 def nan_dataset(tmp_path) -> Path:
-    """The example data with row 5's prompt replaced by the toy family's NaN trigger."""
+    """The example data with row 6's prompt (line 7) replaced by the toy family's NaN trigger."""
     data = tmp_path / "data"
     shutil.copytree(EXAMPLE_DATA, data, ignore=shutil.ignore_patterns("edit", "metadata.json*"))
     lines = (data / "metadata.csv").read_text().splitlines()
@@ -173,7 +173,7 @@ def test_nonfinite_loss_stops_naming_step_and_row(toy_models, tmp_path, nan_data
     steps_done = log_steps(out)
     image = (nan_dataset / "metadata.csv").read_text().splitlines()[6].split(",")[0]
     last = out / "checkpoints" / f"step-{steps_done - steps_done % 2}"
-    assert line == (f"error: non-finite loss (nan) at step {steps_done + 1}, dataset row 5 ({image}); stopped without "
+    assert line == (f"error: non-finite loss (nan) at step {steps_done + 1}, dataset row 6 ({image}); stopped without "
                     f"updating the weights; last checkpoint: {last}; --skip_nonfinite N skips up to N such micro-batches")
     assert (last / "state.json").is_file()
 
