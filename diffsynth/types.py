@@ -24,6 +24,9 @@ class CheckpointGroup:
     #: The user's spelling of where it came from (`repo/id:glob` or a path), for messages.
     source: str
     header: CheckpointHeader
+    #: "fp8" when the core stores this component's layer weights in FP8 (`--fp8_models`):
+    #: `build_module` then casts them while loading.
+    storage: str | None = None
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -59,6 +62,11 @@ class FamilyPipeline:
     modules: dict[str, torch.nn.Module]
     schedule: FlowMatchSchedule
     denoiser: str = "dit"
+    #: Set by the core after `load_pipeline`: the dtype the family computes in (cast inputs and
+    #: embeddings to it) and the device the modules run on. A family never reads them off a
+    #: parameter: with FP8 storage a weight's dtype is not the compute dtype.
+    dtype: torch.dtype | None = None
+    device: torch.device | None = None
 
     @property
     def denoiser_module(self) -> torch.nn.Module:

@@ -86,15 +86,22 @@ def load_state_dict(
 def build_module(
     factory: Callable[[], torch.nn.Module],
     state_dict: dict[str, torch.Tensor],
-    source: str = "checkpoint",
+    source: str | CheckpointGroup = "checkpoint",
+    dtype: torch.dtype | None = None,
 ) -> torch.nn.Module:
     """Construct with parameters on the meta device, then assign the loaded tensors.
 
-    Buffers computed in `__init__` (rotary tables, ...) stay real. Missing or unexpected keys
-    are a `UserError` naming a few of them.
+    `dtype` is the compute dtype floating tensors are cast to, one at a time while assigning.
+    When `source` is a `CheckpointGroup` the core marked for FP8 storage (`--fp8_models`), the
+    layers FP8 covers (`precision.fp8_layer_names`) are cast straight to FP8 instead, so the load
+    never holds the module in the compute dtype (with memory-mapped files, the peak is about the
+    FP8 size). Buffers computed in `__init__` (rotary tables, ...) stay real. Missing or
+    unexpected keys are a `UserError` naming a few of them.
     """
     from accelerate import init_empty_weights
 
+    name = source.source if isinstance(source, CheckpointGroup) else source
+    fp8 = isinstance(source, CheckpointGroup) and source.storage == "fp8"
     with init_empty_weights(include_buffers=False):
         module = factory()
     expected = set(module.state_dict().keys())
@@ -106,6 +113,28 @@ def build_module(
             parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        raise UserError(f"{source}: weights do not fit {type(module).__name__}: {'; '.join(parts)}")
+        raise UserError(f"{name}: weights do not fit {type(module).__name__}: {'; '.join(parts)}")
+    if dtype is not None or fp8:
+        state_dict = _cast_one_by_one(module, state_dict, dtype, fp8)
     module.load_state_dict(state_dict, strict=True, assign=True)
+    if fp8:
+        from diffsynth.training.precision import store_in_fp8
+
+        store_in_fp8(module, dtype if dtype is not None else next(iter(state_dict.values())).dtype)
     return module.eval()
+
+
+def _cast_one_by_one(
+    module: torch.nn.Module, state_dict: dict[str, torch.Tensor], dtype: torch.dtype | None, fp8: bool
+) -> dict[str, torch.Tensor]:
+    """A new dict with each floating tensor in its final dtype; each source tensor is dropped
+    from `state_dict` as soon as it is converted, so only one extra tensor is alive at a time."""
+    from diffsynth.training.precision import FP8, fp8_tensor_names
+
+    in_fp8 = fp8_tensor_names(module) if fp8 else set()
+    out: dict[str, torch.Tensor] = {}
+    for key in list(state_dict):
+        tensor = state_dict.pop(key)
+        target = FP8 if key in in_fp8 else dtype
+        out[key] = tensor.to(target) if target is not None and tensor.is_floating_point() else tensor
+    return out

@@ -12,6 +12,7 @@ import torch
 
 from diffsynth.config import TrainConfig
 from diffsynth.errors import PluginError
+from diffsynth.models.checkpoints import torch_dtype
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
 from diffsynth.training.flow_matching import euler_sample
@@ -41,6 +42,9 @@ class FamilyHooks:
         pipeline = self._required("load_pipeline", pipeline)
         if pipeline.denoiser not in pipeline.modules:
             raise PluginError(f"{self.family.name}: load_pipeline has no module {pipeline.denoiser!r} (its denoiser)")
+        # the core owns where and in what the family computes (see FamilyPipeline.dtype)
+        pipeline.dtype = torch_dtype(config.dtype)
+        pipeline.device = torch.device("cpu")
         return pipeline
 
     def preprocess(

@@ -49,6 +49,21 @@ def fp8_components(config: TrainConfig, pipeline: FamilyPipeline, models: ModelF
     return list(dict.fromkeys(names))
 
 
+def with_fp8_storage(config: TrainConfig, models: ModelFiles, keep: set[str] = frozenset()) -> ModelFiles:
+    """`models` with the checkpoints `--fp8_models` names (by component or by source) marked for
+    FP8 storage while loading (`build_module`), except the components in `keep` (e.g. the one
+    `--preset_lora_path` merges into: merging must happen before FP8). Unknown entries are left
+    for `plan_training` to report, once the modules are known."""
+    from dataclasses import replace
+
+    wanted = set(config.fp8_model_names())
+    marked = {
+        name: replace(group, storage="fp8") if (name in wanted or group.source in wanted) and name not in keep else group
+        for name, group in models.components.items()
+    }
+    return replace(models, components=marked)
+
+
 def plan_training(
     family: FamilySpec, config: TrainConfig, pipeline: FamilyPipeline, models: ModelFiles | None = None
 ) -> TrainablePlan:

@@ -51,6 +51,7 @@ from diffsynth.training.trainable import (
     apply_plan,
     plan_training,
     trained_weights,
+    with_fp8_storage,
 )
 from diffsynth.types import FamilyPipeline
 
@@ -286,6 +287,8 @@ class Trainer:
         resume = self._resume_from(store)
 
         set_seed(config.seed)  # same LoRA init on every rank
+        merged_into = {config.preset_lora_model or config.lora_base_model or self.family.denoiser} if config.preset_lora_path else set()
+        model_files = with_fp8_storage(config, model_files, keep=merged_into)
         self.pipeline = pipeline = self.hooks.load_pipeline(model_files, config)
         plan = plan_training(self.family, config, pipeline, model_files)
         resume_lora = self._read_lora(config.lora_checkpoint, "--lora_checkpoint", pipeline, plan.lora_component)
@@ -295,6 +298,7 @@ class Trainer:
         params = apply_plan(plan, pipeline, config, preset=preset, resume_lora=resume_lora)
         for module in pipeline.modules.values():
             module.to(accelerator.device)
+        pipeline.device = accelerator.device
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
         # constant LR, explicitly: no hidden warm-up/down (DiffSynth's ConstantLR runs 5 steps at lr/3)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)

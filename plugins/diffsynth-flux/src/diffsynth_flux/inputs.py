@@ -36,7 +36,6 @@ class FluxConditioning:
     reference_latents: torch.Tensor | None = None
 
 
-@torch.no_grad()
 def preprocess(pipe: FluxModules, sample: Sample, config: TrainConfig) -> TrainingInputs:
     latents = encode_image(pipe, _image(sample, "image"))
     ids = [latent_ids(latents.shape[-2] // 2, latents.shape[-1] // 2)]
@@ -64,20 +63,19 @@ def predict(pipe: FluxModules, inputs: TrainingInputs, noisy: torch.Tensor, sigm
     """The DiT's flow prediction for the image tokens, in the packed (B, N, C*4) layout."""
     cond: FluxConditioning = inputs.conditioning
     dit = pipe.dit
-    param = next(dit.parameters())
     batch = noisy.shape[0]
-    hidden = noisy.to(param)
+    hidden = noisy.to(pipe.device, pipe.dtype)
     if cond.reference_latents is not None:
         hidden = torch.cat([hidden, cond.reference_latents.to(hidden).expand(batch, -1, -1)], dim=1)
-    guidance = torch.full((batch,), cond.guidance).to(param) if dit.config.guidance_embeds else None
+    guidance = torch.full((batch,), cond.guidance).to(hidden) if dit.config.guidance_embeds else None
     out = dit(
         hidden_states=hidden,
-        timestep=sigmas.to(param),  # the pipeline passes t / 1000 = sigma; the DiT scales it back
+        timestep=sigmas.to(hidden),  # the pipeline passes t / 1000 = sigma; the DiT scales it back
         guidance=guidance,
-        pooled_projections=cond.pooled_embeds.to(param).expand(batch, -1),
-        encoder_hidden_states=cond.prompt_embeds.to(param).expand(batch, -1, -1),
-        txt_ids=cond.text_ids.to(param),
-        img_ids=cond.image_ids.to(param),
+        pooled_projections=cond.pooled_embeds.to(hidden).expand(batch, -1),
+        encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
+        txt_ids=cond.text_ids.to(hidden),
+        img_ids=cond.image_ids.to(hidden),
         return_dict=False,
     )[0]
     return out[:, : noisy.shape[1]]
@@ -87,9 +85,8 @@ def encode_image(pipe: FluxModules, image: Image.Image) -> torch.Tensor:
     """PIL -> normalised VAE latents (1, C, h, w), deterministic (the posterior mode, as
     FluxKontextPipeline encodes its reference image)."""
     vae = pipe.vae
-    param = next(vae.parameters())
     pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0)
-    latents = vae.encode(pixels.permute(2, 0, 1)[None].to(param)).latent_dist.mode()
+    latents = vae.encode(pixels.permute(2, 0, 1)[None].to(pipe.device, pipe.dtype)).latent_dist.mode()
     return (latents - vae.config.shift_factor) * vae.config.scaling_factor
 
 
@@ -121,11 +118,11 @@ def encode_prompt(pipe: FluxModules, prompt: str) -> tuple[torch.Tensor, torch.T
     clip_ids = pipe.tokenizer(
         [prompt], padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
-    pooled = clip(clip_ids.to(next(clip.parameters()).device), output_hidden_states=False).pooler_output
+    pooled = clip(clip_ids.to(pipe.device), output_hidden_states=False).pooler_output
     t5_ids = pipe.tokenizer_2(
         [prompt], padding="max_length", max_length=t5_length(pipe), truncation=True, return_tensors="pt"
     ).input_ids
-    embeds = t5(t5_ids.to(next(t5.parameters()).device), output_hidden_states=False)[0]
+    embeds = t5(t5_ids.to(pipe.device), output_hidden_states=False)[0]
     return embeds, pooled
 
 

@@ -72,12 +72,12 @@ def tokenizer_2_folder(tokenizer_path: Path, config: TrainConfig) -> Path:
 
 def dit_state(group: CheckpointGroup, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """The transformer's weights in diffusers keys, from BFL's single file or diffusers shards."""
-    state = load_state_dict(group, dtype)
+    state = load_state_dict(group)
     return original_format.transformer_to_diffusers(state) if original_format.is_original_transformer(state) else state
 
 
 def vae_state(group: CheckpointGroup, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    state = load_state_dict(group, dtype)
+    state = load_state_dict(group)
     return original_format.vae_to_diffusers(state) if original_format.is_original_vae(state) else state
 
 
@@ -86,7 +86,7 @@ def load_dit(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
 
     state = dit_state(group, dtype)
     cfg = configs.dit_config(group, state)
-    return build_module(lambda: FluxTransformer2DModel(**cfg), state, group.source)
+    return build_module(lambda: FluxTransformer2DModel(**cfg), state, group, dtype)
 
 
 def load_vae(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
@@ -94,7 +94,7 @@ def load_vae(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
 
     state = vae_state(group, dtype)
     cfg = configs.vae_config(group, state)
-    return build_module(lambda: AutoencoderKL(**cfg), state, group.source)
+    return build_module(lambda: AutoencoderKL(**cfg), state, group, dtype)
 
 
 def load_clip(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
@@ -106,19 +106,19 @@ def load_clip(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
     with init_empty_weights():
         prefixed = any(k.startswith("text_model.") for k in CLIPTextModel(cfg).state_dict())
     # files keep `text_model.*` (the real repo); transformers 5's module drops the prefix
-    state = {k.removeprefix("text_model."): v for k, v in load_state_dict(group, dtype).items()}
+    state = {k.removeprefix("text_model."): v for k, v in load_state_dict(group).items()}
     if prefixed:
         state = {f"text_model.{k}": v for k, v in state.items()}
-    return build_module(lambda: CLIPTextModel(cfg), state, group.source)
+    return build_module(lambda: CLIPTextModel(cfg), state, group, dtype)
 
 
 def load_t5(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
     from transformers import T5Config, T5EncoderModel
 
     cfg = configs.text_config(group, T5Config)
-    state = load_state_dict(group, dtype)
+    state = load_state_dict(group)
     # the input embedding is tied: checkpoints store it once, as either name
     shared = state.get("shared.weight", state.get("encoder.embed_tokens.weight"))
     state.setdefault("shared.weight", shared)
     state.setdefault("encoder.embed_tokens.weight", shared)
-    return build_module(lambda: T5EncoderModel(cfg), state, group.source)
+    return build_module(lambda: T5EncoderModel(cfg), state, group, dtype)

@@ -43,7 +43,6 @@ class QwenImageConditioning:
         return [shapes] * batch
 
 
-@torch.no_grad()
 def preprocess(pipe: QwenImageModules, sample: Sample, config: TrainConfig) -> TrainingInputs:
     image = _field_image(sample, "image")
     latents = encode_image(pipe, image)
@@ -65,15 +64,14 @@ def predict(pipe: QwenImageModules, inputs: TrainingInputs, noisy: torch.Tensor,
     """The DiT's flow prediction for the image tokens, in the packed (B, N, C*4) layout."""
     cond: QwenImageConditioning = inputs.conditioning
     dit = pipe.dit
-    param = next(dit.parameters())
-    hidden = noisy.to(param)
+    hidden = noisy.to(pipe.device, pipe.dtype)
     if cond.edit_latents is not None:  # Edit: clean edit-image tokens follow the noisy ones
         hidden = torch.cat([hidden, cond.edit_latents.to(hidden)], dim=1)
-    mask = cond.prompt_mask.to(param.device)
+    mask = cond.prompt_mask.to(pipe.device)
     out = dit(
         hidden_states=hidden,
-        timestep=sigmas.to(param),  # the pipeline passes t / 1000 = sigma
-        encoder_hidden_states=cond.prompt_embeds.to(param),
+        timestep=sigmas.to(hidden),  # the pipeline passes t / 1000 = sigma
+        encoder_hidden_states=cond.prompt_embeds.to(hidden),
         encoder_hidden_states_mask=None if bool(mask.all()) else mask,  # the pipeline drops an all-ones mask
         img_shapes=cond.img_shapes(noisy.shape[0]),
         return_dict=False,
@@ -84,9 +82,8 @@ def predict(pipe: QwenImageModules, inputs: TrainingInputs, noisy: torch.Tensor,
 def encode_image(pipe: QwenImageModules, image: Image.Image) -> torch.Tensor:
     """PIL -> normalised VAE latents (1, C, 1, h, w), deterministic (the posterior mode)."""
     vae = pipe.vae
-    param = next(vae.parameters())
     pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0)
-    pixels = pixels.permute(2, 0, 1)[None, :, None].to(param)  # (1, 3, 1, H, W): the VAE is 3-D
+    pixels = pixels.permute(2, 0, 1)[None, :, None].to(pipe.device, pipe.dtype)  # (1, 3, 1, H, W): the VAE is 3-D
     latents = vae.encode(pixels).latent_dist.mode()
     mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
     std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(latents)
@@ -120,21 +117,19 @@ def encode_prompt(pipe: QwenImageModules, prompt: str) -> tuple[torch.Tensor, to
 
 def encode_prompt_edit(pipe: QwenImageModules, prompt: str, edit: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
     inputs = pipe.processor(text=[EDIT_TEMPLATE.format(prompt)], images=edit, padding=True, return_tensors="pt")
-    param = next(pipe.text_encoder.parameters())
     return _last_hidden(
         pipe,
         EDIT_DROP,
         inputs["input_ids"],
         inputs["attention_mask"],
-        pixel_values=inputs["pixel_values"].to(param),
-        image_grid_thw=inputs["image_grid_thw"].to(param.device),
+        pixel_values=inputs["pixel_values"].to(pipe.device, pipe.dtype),
+        image_grid_thw=inputs["image_grid_thw"].to(pipe.device),
     )
 
 
 def _last_hidden(pipe: QwenImageModules, drop: int, input_ids, attention_mask, **vision) -> tuple[torch.Tensor, torch.Tensor]:
     """Last-layer hidden states of the real tokens, the template's first `drop` tokens removed."""
-    device = next(pipe.text_encoder.parameters()).device
-    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    input_ids, attention_mask = input_ids.to(pipe.device), attention_mask.to(pipe.device)
     out = pipe.text_encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **vision)
     hidden = out.hidden_states[-1]
     keep = attention_mask.bool()

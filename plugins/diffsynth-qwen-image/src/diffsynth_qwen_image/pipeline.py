@@ -75,7 +75,7 @@ def load_dit(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module:
 
     group = models.components["dit"]
     cfg = configs.dit_config(group)
-    return build_module(lambda: QwenImageTransformer2DModel(**cfg), load_state_dict(group, dtype), group.source)
+    return build_module(lambda: QwenImageTransformer2DModel(**cfg), load_state_dict(group), group, dtype)
 
 
 def load_vae(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module:
@@ -83,7 +83,7 @@ def load_vae(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module:
 
     group = models.components["vae"]
     cfg = configs.vae_config(group)
-    return build_module(lambda: AutoencoderKLQwenImage(**cfg), load_state_dict(group, dtype), group.source)
+    return build_module(lambda: AutoencoderKLQwenImage(**cfg), load_state_dict(group), group, dtype)
 
 
 def load_text_encoder(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module:
@@ -91,5 +91,5 @@ def load_text_encoder(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module
 
     group = models.components["text_encoder"]
     cfg = configs.text_encoder_config(group)
-    state = configs.text_encoder_keys(load_state_dict(group, dtype))
-    return build_module(lambda: Qwen2_5_VLForConditionalGeneration(cfg), state, group.source)
+    state = configs.text_encoder_keys(load_state_dict(group))
+    return build_module(lambda: Qwen2_5_VLForConditionalGeneration(cfg), state, group, dtype)

@@ -33,7 +33,6 @@ class WanConditioning:
     first_latent: torch.Tensor | None = None  # (B, C, 1, h, w) the given first frame (TI2V)
 
 
-@torch.no_grad()
 def preprocess(pipe: WanModules, sample: Sample, config: TrainConfig) -> TrainingInputs:
     frames = _frames(sample, multiple=pipe.vae.config.scale_factor_spatial * pipe.dit.config.patch_size[1])
     latents = encode_video(pipe, frames)
@@ -57,9 +56,8 @@ def predict(pipe: WanModules, inputs: TrainingInputs, noisy: torch.Tensor, sigma
     """The DiT's flow prediction in the latents' (B, C, T, h, w) layout."""
     cond: WanConditioning = inputs.conditioning
     dit = pipe.dit
-    param = next(dit.parameters())
-    hidden = noisy.to(param)
-    timestep = sigmas.to(param) * pipe.schedule.num_train_timesteps
+    hidden = noisy.to(pipe.device, pipe.dtype)
+    timestep = sigmas.to(hidden) * pipe.schedule.num_train_timesteps
     if cond.first_latent is not None:
         hidden = torch.cat([cond.first_latent.to(hidden).expand(hidden.shape[0], -1, -1, -1, -1), hidden[:, :, 1:]], 2)
         timestep = token_timesteps(hidden.shape, dit.config.patch_size, timestep)
@@ -69,8 +67,8 @@ def predict(pipe: WanModules, inputs: TrainingInputs, noisy: torch.Tensor, sigma
     out = dit(
         hidden_states=hidden,
         timestep=timestep,
-        encoder_hidden_states=cond.prompt_embeds.to(param).expand(batch, -1, -1),
-        encoder_hidden_states_image=None if cond.image_embeds is None else cond.image_embeds.to(param).expand(batch, -1, -1),
+        encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
+        encoder_hidden_states_image=None if cond.image_embeds is None else cond.image_embeds.to(hidden).expand(batch, -1, -1),
         return_dict=False,
     )[0]
     return out.to(noisy.dtype)
@@ -87,9 +85,8 @@ def token_timesteps(shape: torch.Size, patch: tuple[int, int, int], timestep: to
 def encode_video(pipe: WanModules, frames: list[Image.Image]) -> torch.Tensor:
     """Frames -> normalised latents (1, C, 1 + (F-1)/4, h, w), deterministic (the posterior mode)."""
     vae = pipe.vae
-    param = next(vae.parameters())
     pixels = torch.from_numpy(np.stack([np.asarray(f.convert("RGB"), dtype=np.float32) for f in frames]) / 127.5 - 1.0)
-    pixels = pixels.permute(3, 0, 1, 2)[None].to(param)  # (1, 3, F, H, W)
+    pixels = pixels.permute(3, 0, 1, 2)[None].to(pipe.device, pipe.dtype)  # (1, 3, F, H, W)
     return normalize(vae, vae.encode(pixels).latent_dist.mode())
 
 
@@ -106,8 +103,7 @@ def encode_prompt(pipe: WanModules, prompt: str) -> torch.Tensor:
         add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
     )  # fmt: skip
     encoder = pipe.modules["text_encoder"]
-    device = next(encoder.parameters()).device
-    ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
+    ids, mask = tokens.input_ids.to(pipe.device), tokens.attention_mask.to(pipe.device)
     hidden = encoder(ids, mask).last_hidden_state
     return hidden * mask[..., None].to(hidden.dtype)  # the pipeline trims at seq_len and pads with zeros
 
@@ -116,9 +112,9 @@ def i2v_condition(pipe: WanModules, image: Image.Image, num_frames: int) -> torc
     """WanImageToVideoPipeline.prepare_latents: VAE latents of [image, black frames...] behind a
     4-channel mask that marks the first (given) frame."""
     vae = pipe.vae
-    param = next(vae.parameters())  # frames after the first are exact zeros in [-1, 1], as the pipeline's
-    pixels = torch.zeros(1, 3, num_frames, image.height, image.width, device=param.device, dtype=param.dtype)
-    pixels[:, :, 0] = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1).to(param)
+    # frames after the first are exact zeros in [-1, 1], as the pipeline's
+    pixels = torch.zeros(1, 3, num_frames, image.height, image.width, device=pipe.device, dtype=pipe.dtype)
+    pixels[:, :, 0] = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1).to(pixels)
     video = normalize(vae, vae.encode(pixels).latent_dist.mode())
     t, h, w = video.shape[2:]
     mask = torch.zeros(1, 1, num_frames, h, w, device=video.device, dtype=video.dtype)
@@ -132,12 +128,11 @@ def encode_clip_image(pipe: WanModules, image: Image.Image) -> torch.Tensor:
     """Wan's CLIP preprocessing (bicubic resize to the tower's size, CLIP mean/std) and the
     penultimate layer's hidden states, as `use_31_block=True` / diffusers' hidden_states[-2]."""
     encoder = pipe.modules["image_encoder"]
-    param = next(encoder.parameters())
     size = encoder.config.image_size
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
     pixels = F.interpolate(pixels, size=(size, size), mode="bicubic", align_corners=False)
     pixels = (pixels - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return encoder(pixel_values=pixels.to(param), output_hidden_states=True).hidden_states[-2]
+    return encoder(pixel_values=pixels.to(pipe.device, pipe.dtype), output_hidden_states=True).hidden_states[-2]
 
 
 def _frames(sample: Sample, multiple: int) -> list[Image.Image]:

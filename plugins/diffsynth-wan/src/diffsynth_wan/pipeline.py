@@ -91,32 +91,32 @@ def load_dit(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
     from diffusers import WanTransformer3DModel
 
     cfg = configs.dit_config(group)
-    state = convert.dit_to_module(load_state_dict(group, dtype))
-    return build_module(lambda: WanTransformer3DModel(**cfg), state, group.source)
+    state = convert.dit_to_module(load_state_dict(group))
+    return build_module(lambda: WanTransformer3DModel(**cfg), state, group, dtype)
 
 
 def load_vae(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
     from diffusers import AutoencoderKLWan
 
     cfg = configs.vae_config(group.header)
-    state = convert.vae_to_module(load_state_dict(group, dtype))
-    return build_module(lambda: AutoencoderKLWan(**cfg), state, group.source)
+    state = convert.vae_to_module(load_state_dict(group))
+    return build_module(lambda: AutoencoderKLWan(**cfg), state, group, dtype)
 
 
 def load_text_encoder(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
     from transformers import UMT5EncoderModel
 
     cfg = configs.t5_config(group.header)
-    state = convert.t5_to_module(load_state_dict(group, dtype))
-    return build_module(lambda: UMT5EncoderModel(cfg), _match_prefix(UMT5EncoderModel, cfg, state), group.source)
+    state = convert.t5_to_module(load_state_dict(group))
+    return build_module(lambda: UMT5EncoderModel(cfg), _match_prefix(UMT5EncoderModel, cfg, state), group, dtype)
 
 
 def load_image_encoder(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
     from transformers import CLIPVisionModel
 
     cfg = configs.clip_config(group.header)
-    state = convert.clip_to_module(load_state_dict(group, dtype))
-    return build_module(lambda: CLIPVisionModel(cfg), _match_prefix(CLIPVisionModel, cfg, state), group.source)
+    state = convert.clip_to_module(load_state_dict(group))
+    return build_module(lambda: CLIPVisionModel(cfg), _match_prefix(CLIPVisionModel, cfg, state), group, dtype)
 
 
 def _match_prefix(cls, cfg, state: dict) -> dict:

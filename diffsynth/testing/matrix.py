@@ -1,0 +1,327 @@
+"""The option matrix: every generic `train` option on every family and every tiny preset.
+
+A family joins by declaring its cases (preset, variant, data); it writes no per-option code:
+
+    from diffsynth.testing.matrix import MatrixCase, OptionMatrix
+
+    class TestOptions(OptionMatrix):
+        family = "my-family"
+        cases = (
+            MatrixCase("tiny", options={"dataset_base_path": DATA, "max_pixels": 4096}),
+            MatrixCase("tiny-edit", variant="edit", options={...}),
+        )
+
+Each cell runs the real trainer in-process (the two-process cell runs `accelerate launch`) on
+the preset written by the family's own `init_model`, offline, and asserts what the option
+promises: FP8 weights really stored in FP8, checkpointing giving the same LoRA, a LoRA file
+read back exactly, a merged preset LoRA equal to the same LoRA applied unmerged, resume
+bit-equal to an uninterrupted run. The first case of a family runs every cell; the others run
+the FP8 cells, and all cells with `DIFFSYNTH_FULL_MATRIX=1` (`nox -s matrix`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from diffsynth.config import TrainConfig
+from diffsynth.models.sources import MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV
+from diffsynth.plugins import FamilyRegistry, load_registry
+from diffsynth.spec import FamilySpec
+from diffsynth.testing.contract import init_default_repos
+
+FULL_MATRIX_ENV = "DIFFSYNTH_FULL_MATRIX"
+#: One step that changes no weight: an update of 1e-30 is below float32's resolution of any
+#: weight (a learning rate of 0 is refused as a user error).
+FROZEN = {"learning_rate": 1e-30, "weight_decay": 0.0, "max_steps": 1}
+
+
+@dataclass(frozen=True)
+class MatrixCase:
+    """One tiny preset of a family and the data it trains on."""
+
+    preset: str
+    #: The family variant whose default sources the preset fills (None: the family's first).
+    variant: str | None = None
+    #: TrainConfig fields for the data: dataset_base_path, max_pixels or height/width, ...
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Writes a dataset under the given folder and returns TrainConfig fields for it (for data
+    #: the repo does not ship in the needed shape); merged over `options`.
+    make_dataset: Callable[[Path], dict[str, Any]] | None = None
+    #: Frozen components FP8 is tried on (default: the family's non-optional components).
+    components: tuple[str, ...] = ()
+    #: A component trained in full next to the denoiser's LoRA (default: the first non-denoiser).
+    second_trained: str | None = None
+    #: The case's id in test names and output folders (default: the preset's name); needed when
+    #: two cases share a preset (e.g. two experts of one repo).
+    name: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.name or self.preset
+
+
+@dataclass
+class MatrixRun:
+    """A finished in-process run: its trainer (pipeline included), output folder and losses."""
+
+    trainer: Any
+    output: Path
+    files: list[Path]
+    losses: list[float]
+
+    def lora(self) -> dict[str, Any]:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.files[0]))
+
+
+class OptionMatrix:
+    """Subclass in a plugin's tests with `family` and `cases`."""
+
+    family: str = ""
+    cases: tuple[MatrixCase, ...] = ()
+    lora_rank: int = 4
+    steps: int = 2
+
+    # -- parametrization and fixtures ---------------------------------------------------------
+
+    def pytest_generate_tests(self, metafunc) -> None:
+        if "case" not in metafunc.fixturenames:
+            return
+        first = {self.cases[0].id} if self.cases else set()
+        full = os.environ.get(FULL_MATRIX_ENV) == "1" or metafunc.function.__name__ == "test_fp8_component"
+        params = []
+        for case in self.cases:
+            marks = [] if full or case.id in first else [
+                pytest.mark.skip(reason=f"runs with {FULL_MATRIX_ENV}=1 (nox -s matrix); CI runs it on the first preset")
+            ]
+            if metafunc.function.__name__ == "test_fp8_component":
+                for component in self._components(case):
+                    params.append(pytest.param(case, component, id=f"{case.id}-{component}", marks=marks))
+            else:
+                params.append(pytest.param(case, id=case.id, marks=marks))
+        if metafunc.function.__name__ == "test_fp8_component":
+            metafunc.parametrize(("case", "component"), params)
+        else:
+            metafunc.parametrize("case", params)
+
+    def _components(self, case: MatrixCase) -> tuple[str, ...]:
+        if case.components:
+            return case.components
+        return tuple(c.name for c in load_registry().get(self.family).components if not c.optional)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def registry(cls) -> FamilyRegistry:
+        return load_registry()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def spec(cls, registry: FamilyRegistry) -> FamilySpec:
+        return registry.get(cls.family)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def workspace(cls, tmp_path_factory, registry, spec) -> MatrixWorkspace:
+        return MatrixWorkspace(tmp_path_factory.mktemp(f"matrix-{cls.family}"), registry, spec, cls.lora_rank, cls.steps)
+
+    # -- the cells ----------------------------------------------------------------------------
+
+    def test_fp8_component(self, workspace, case, component, spec) -> None:
+        """`--fp8_models` on a frozen component (the denoiser as LoRA base spelled by its model
+        source, the others by name): the weights are stored in FP8 and training writes a LoRA."""
+        import torch
+
+        from diffsynth.training.precision import FP8
+
+        entry = component
+        if component == spec.denoiser:
+            models = workspace.model_files(case)
+            entry = models.components[component].source
+        run = workspace.train(case, f"fp8-{component}", fp8_models=entry)
+        module = run.trainer.pipeline.modules[component]
+        stored = {p.dtype for n, p in module.named_parameters() if "lora_" not in n}
+        assert FP8 in stored, f"{component} holds no FP8 weights: {stored}"
+        assert all(torch.isfinite(torch.tensor(v)) for v in run.losses)
+        assert workspace.lora_b_nonzero(run)
+
+    def test_gradient_checkpointing(self, workspace, case) -> None:
+        """Recomputing activations in backward gives the same LoRA as keeping them."""
+        workspace.assert_same_lora(workspace.baseline(case), workspace.train(case, "ckpt", use_gradient_checkpointing=True))
+
+    def test_gradient_checkpointing_offload(self, workspace, case) -> None:
+        offload = workspace.train(case, "ckpt-offload", use_gradient_checkpointing_offload=True)
+        workspace.assert_same_lora(workspace.baseline(case), offload)
+
+    def test_bf16(self, workspace, case, spec) -> None:
+        """`--dtype bf16`: frozen weights in bf16, a finite loss, a LoRA written."""
+        import torch
+
+        run = workspace.train(case, "bf16", dtype="bf16")
+        dit = run.trainer.pipeline.modules[spec.denoiser]
+        assert {p.dtype for n, p in dit.named_parameters() if "lora_" not in n} == {torch.bfloat16}
+        assert all(torch.isfinite(torch.tensor(v)) for v in run.losses)
+        assert workspace.lora_b_nonzero(run)
+
+    def test_lora_checkpoint_round_trip(self, workspace, case) -> None:
+        """`--lora_checkpoint` of our own output, after one step that changes nothing, is written back unchanged."""
+        strong = workspace.strong(case)
+        again = workspace.train(case, "lora-ckpt", lora_checkpoint=str(strong.files[0]), lora_rank=None, **FROZEN)
+        original, written = strong.lora(), again.lora()
+        assert written.keys() == original.keys()
+        assert all(written[k].equal(original[k]) for k in original)
+
+    def test_preset_lora_merge(self, workspace, case) -> None:
+        """`--preset_lora_path` merged into the base gives the loss of the same LoRA applied
+        unmerged (`--lora_checkpoint`), and not the loss without it."""
+        lora = str(workspace.strong(case).files[0])
+        merged = workspace.train(case, "merged", preset_lora_path=lora, **FROZEN).losses[0]
+        applied = workspace.train(case, "applied", lora_checkpoint=lora, lora_rank=None, **FROZEN).losses[0]
+        plain = workspace.train(case, "plain-frozen", **FROZEN).losses[0]
+        assert abs(merged - applied) < 0.02 * abs(applied - plain), (merged, applied, plain)
+
+    def test_second_trained_module(self, workspace, case, spec) -> None:
+        """A component trained in full next to the LoRA: two files, the full one changed by training."""
+        import torch
+
+        second = case.second_trained or next(c for c in self._components(case) if c != spec.denoiser)
+        run = workspace.train(case, "second", trainable_models=second, learning_rate=1e-3)
+        assert len(run.files) == 2, run.files
+        from safetensors.torch import load_file
+
+        full = load_file(str(next(f for f in run.files if second in f.name)))
+        module = run.trainer.pipeline.modules[second]
+        assert set(full) == set(module.state_dict())
+        initial = workspace.initial_state(case, second)
+        assert any(not torch.equal(full[k], initial[k].to(full[k].dtype)) for k in full)
+
+    def test_resume_is_bit_equal(self, workspace, case) -> None:
+        """Stop after a checkpoint, resume: the LoRA equals the uninterrupted run's, bit for bit."""
+        straight = workspace.train(case, "straight", max_steps=4)
+        output = workspace.root / f"{case.id}-resumed"
+        workspace.train(case, "resumed", output=output, max_steps=2, checkpointing_steps=2)
+        resumed = workspace.train(case, "resumed", output=output, max_steps=4, checkpointing_steps=2,
+                                  resume_from_checkpoint="latest")  # fmt: skip
+        workspace.assert_same_lora(straight, resumed, exact=True)
+
+    def test_two_processes(self, workspace, case) -> None:
+        """Two processes (DDP over gloo) on CPU train and write one LoRA."""
+        result, output = workspace.launch_two_processes(case)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "process 1 of 2" in result.stdout
+        from safetensors.torch import load_file
+
+        lora = load_file(str(sorted(output.glob("epoch-*.safetensors"))[0]))
+        assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())
+
+
+class MatrixWorkspace:
+    """Models, data and cached runs of one family's matrix."""
+
+    def __init__(self, root: Path, registry: FamilyRegistry, spec: FamilySpec, lora_rank: int, steps: int) -> None:
+        self.root, self.registry, self.spec = root, registry, spec
+        self.lora_rank, self.steps = lora_rank, steps
+        self._bases: dict[str, Path] = {}
+        self._runs: dict[tuple[str, str], MatrixRun] = {}
+
+    def config(self, case: MatrixCase, output: Path, **overrides: Any) -> TrainConfig:
+        options = dict(case.options)
+        if case.make_dataset is not None:
+            folder = self.root / f"data-{case.id}"
+            folder.mkdir(exist_ok=True)
+            options.update(case.make_dataset(folder))
+        options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+        fields = dict(family=self.spec.name, variant=case.variant, lora_base_model=self.spec.denoiser,
+                      lora_rank=self.lora_rank, max_steps=self.steps, output_path=str(output), dtype="fp32", **options)  # fmt: skip
+        fields.update(overrides)
+        config = TrainConfig(**fields)
+        config.family_options = self.spec.option_defaults()
+        return config
+
+    def model_base(self, case: MatrixCase) -> Path:
+        if case.preset not in self._bases:
+            base = self.root / f"models-{case.preset}"
+            init_default_repos(self.registry, self.spec, self.config(case, self.root), base, case.preset)
+            self._bases[case.preset] = base
+        return self._bases[case.preset]
+
+    def model_files(self, case: MatrixCase):
+        from diffsynth.models.resolve import resolve_model_files
+        from diffsynth.models.sources import DownloadSettings
+
+        return resolve_model_files(self.spec, self.config(case, self.root), DownloadSettings.offline(self.model_base(case)))
+
+    def initial_state(self, case: MatrixCase, component: str) -> dict[str, Any]:
+        """The component's weights as loaded, before any training."""
+        from diffsynth.training.family_hooks import FamilyHooks
+
+        config = self.config(case, self.root)
+        pipeline = FamilyHooks(self.registry, self.spec).load_pipeline(self.model_files(case), config)
+        return pipeline.modules[component].state_dict()
+
+    def train(self, case: MatrixCase, name: str, output: Path | None = None, **overrides: Any) -> MatrixRun:
+        """One run of the real trainer, in this process, offline."""
+        from diffsynth.training.trainer import Trainer
+
+        output = output or self.root / f"{case.id}-{name}"
+        config = self.config(case, output, **overrides)
+        saved = {k: os.environ.get(k) for k in (MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV)}
+        os.environ[MODEL_BASE_ENV], os.environ[SKIP_DOWNLOAD_ENV] = str(self.model_base(case)), "True"
+        try:
+            trainer = Trainer(self.registry, config)
+            result = trainer.run()
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        return MatrixRun(trainer, output, list(result.files), list(result.losses))
+
+    def cached(self, case: MatrixCase, name: str, **overrides: Any) -> MatrixRun:
+        if (case.id, name) not in self._runs:
+            self._runs[(case.id, name)] = self.train(case, name, **overrides)
+        return self._runs[(case.id, name)]
+
+    def baseline(self, case: MatrixCase) -> MatrixRun:
+        return self.cached(case, "baseline")
+
+    def strong(self, case: MatrixCase) -> MatrixRun:
+        """A LoRA trained hard enough to change the loss visibly (a source for LoRA inputs)."""
+        return self.cached(case, "strong", learning_rate=3e-2)
+
+    @staticmethod
+    def lora_b_nonzero(run: MatrixRun) -> bool:
+        return any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in run.lora().items())
+
+    @staticmethod
+    def assert_same_lora(a: MatrixRun, b: MatrixRun, exact: bool = False) -> None:
+        import torch
+
+        first, second = a.lora(), b.lora()
+        assert first.keys() == second.keys()
+        for key in first:
+            if exact:
+                assert torch.equal(first[key], second[key]), key
+            else:
+                torch.testing.assert_close(second[key], first[key], rtol=1e-4, atol=1e-6, msg=key)
+
+    def launch_two_processes(self, case: MatrixCase) -> tuple[subprocess.CompletedProcess, Path]:
+        output = self.root / f"{case.id}-ddp"
+        config = self.config(case, output, find_unused_parameters=True)
+        flags = []
+        for key, value in config.to_dict().items():
+            if key in ("family", "family_options") or value is None or value is False:
+                continue
+            flags += [f"--{key}"] if value is True else [f"--{key}", str(value)]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "diffsynth", "train", self.spec.name, *flags]  # fmt: skip
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env[MODEL_BASE_ENV], env[SKIP_DOWNLOAD_ENV] = str(self.model_base(case)), "True"
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900), output
+
