@@ -54,11 +54,11 @@ def write_with_dit(tiny_base: Path, base: Path, config: dict) -> Path:
     return base
 
 
-def write_dit_checkpoint(folder: Path, config: dict, shard: str = "400MB") -> list[Path]:
+def write_dit_checkpoint(folder: Path, config: dict, shard: str = "400MB", dtype: str = "float32") -> list[Path]:
     """A random DiT of `config` saved like the real repo's transformer/ (sharded safetensors +
-    index + config.json); returns the shard files."""
+    index + config.json) in `dtype` (the real repos ship bfloat16); returns the shard files."""
     import torch
 
     torch.manual_seed(0)
-    dit_class()(**config).save_pretrained(folder, max_shard_size=shard)
+    dit_class()(**config).to(getattr(torch, dtype)).save_pretrained(folder, max_shard_size=shard)
     return sorted(folder.glob("diffusion_pytorch_model*.safetensors"))

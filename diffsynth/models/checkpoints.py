@@ -136,5 +136,8 @@ def _cast_one_by_one(
     for key in list(state_dict):
         tensor = state_dict.pop(key)
         target = FP8 if key in in_fp8 else dtype
-        out[key] = tensor.to(target) if target is not None and tensor.is_floating_point() else tensor
+        cast = tensor.to(target) if target is not None and tensor.is_floating_point() else tensor
+        if fp8 and cast.data_ptr() == tensor.data_ptr():
+            cast = cast.clone()  # a view would keep the whole memory-mapped file resident
+        out[key] = cast
     return out
