@@ -28,9 +28,20 @@ def tests(session: nox.Session) -> None:
     """The whole test suite, CPU only: the core's, then each plugin's own (each plugin is its own
     distribution with its own tests and conftest, so each runs in its own pytest process)."""
     install(session)
-    session.run("pytest", "-q", "tests", *session.posargs)
+    env = {"OMP_NUM_THREADS": "1"}  # one intra-op thread: 2 threads on 2 shared cores made tests 30x slower
+    session.run("pytest", "-q", "tests", *session.posargs, env=env)
     for plugin in PLUGINS:
-        session.run("pytest", "-q", f"{plugin}/tests", *session.posargs)
+        session.run("pytest", "-q", f"{plugin}/tests", *session.posargs, env=env)
+
+
+@nox.session(python="3.11")
+def matrix(session: nox.Session) -> None:
+    """The whole option matrix: every generic option on every tiny preset of every family (CI
+    runs every option on each family's first preset, and FP8 on all of them)."""
+    install(session)
+    env = {"OMP_NUM_THREADS": "1", "DIFFSYNTH_FULL_MATRIX": "1"}
+    for plugin in PLUGINS:
+        session.run("pytest", "-q", f"{plugin}/tests/test_option_matrix.py", *session.posargs, env=env)
 
 
 @nox.session(python="3.11")
