@@ -275,6 +275,7 @@ NEW_SCENARIOS = {
     "safetensors-not-object": lambda c: _safetensors(c, raw=struct.pack("<Q", 2) + b"[]"),
     "safetensors-bad-entry": lambda c: _safetensors(c, header={"w": {"dtype": "F32", "shape": "x", "data_offsets": [0, 4]}}),
     "init-not-empty": _models_init,
+    "tokenizer-folder": lambda c: c.train("--tokenizer_path", str(c.data)),
 }
 
 

@@ -59,10 +59,11 @@ def _print(report, as_json: bool) -> None:
         typer.echo(json.dumps({
             "metadata": str(report.metadata), "rows": report.rows, "columns": list(report.columns),
             "file_keys": list(report.file_keys),
-            "problems": [{"row": p.row, "column": p.column, "message": p.message} for p in report.problems],
+            # rows count from 1 here too, as in every message (the first row after a CSV header is row 1)
+            "problems": [{"row": p.row + 1, "column": p.column, "message": p.message} for p in report.problems],
             "sizes": {f"{w}x{h}": n for (w, h), n in report.sizes.most_common()},
             "resized": report.resized, "cropped": report.cropped,
-            "duplicates": [{"row": r, "same_as": s} for r, s in report.duplicates],
+            "duplicates": [{"row": r + 1, "same_as": s + 1} for r, s in report.duplicates],
         }, indent=2))
         return
     typer.echo(f"{report.metadata}: {report.rows} rows, columns {', '.join(report.columns)}; files in {', '.join(report.file_keys)}")

@@ -138,10 +138,27 @@ def resolve_files(source: ModelSource, settings: DownloadSettings) -> tuple[Path
     return tuple(files)
 
 
+#: Files a tokenizer or processor folder holds at least one of (transformers' names).
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "merges.txt", "spiece.model",
+    "tokenizer.model", "special_tokens_map.json", "preprocessor_config.json", "processor_config.json",
+)
+
+
+def check_tokenizer_folder(folder: Path, flag: str) -> Path:
+    """A folder that holds no tokenizer file loads as an empty tokenizer in transformers, and the
+    run then fails deep in the model with a traceback: refuse it here, naming the flag."""
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(
+            f"{flag}: {folder} holds no tokenizer or processor files (expected {', '.join(TOKENIZER_FILES[:4])} or the like)"
+        )
+    return folder
+
+
 def resolve_folder(spec: str, settings: DownloadSettings, flag: str) -> Path:
     """A tokenizer/processor folder: a local directory, or `repo/id:folder/` under the base path."""
     if Path(spec).is_dir():
-        return Path(spec)
+        return check_tokenizer_folder(Path(spec), flag)
     repo_id, sep, sub = spec.rpartition(":")
     if not sep or not repo_id:
         raise UserError(f"{flag}: {spec!r} is neither a folder nor repo/id:folder/")
@@ -150,4 +167,4 @@ def resolve_folder(spec: str, settings: DownloadSettings, flag: str) -> Path:
         download(settings, repo_id, sub.rstrip("/") + "/")
     elif not (folder.is_dir() and any(folder.iterdir())):
         raise UserError(f"{flag}: folder {folder} not found and downloads are disabled ({SKIP_DOWNLOAD_ENV}=True)")
-    return folder
+    return check_tokenizer_folder(folder, flag)

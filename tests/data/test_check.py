@@ -34,12 +34,12 @@ def test_broken_copy_reports_each_defect(tmp_path):
     assert out.returncode == 1
     report = json.loads(out.stdout)
     problems = {p["row"]: p["message"] for p in report["problems"]}
-    assert sorted(problems) == [8, 9, 10, 11]
-    assert "image file is empty" in problems[8]
-    assert "not an image PIL can read" in problems[9]
-    assert "corrupt or truncated" in problems[10]
-    assert "image file not found" in problems[11]
-    assert report["duplicates"] == [{"row": 13, "same_as": 0}]
+    assert sorted(problems) == [9, 10, 11, 12]  # rows count from 1, as in the messages
+    assert "image file is empty" in problems[9]
+    assert "not an image PIL can read" in problems[10]
+    assert "corrupt or truncated" in problems[11]
+    assert "image file not found" in problems[12]
+    assert report["duplicates"] == [{"row": 14, "same_as": 1}]
     assert report["sizes"]["96x64"] == 1
     assert report["resized"] == 1 and report["cropped"] == 1  # 96x64 -> cover 64x64 -> crop 32 columns
 
