@@ -48,7 +48,7 @@ def matrix(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Write the tiny Qwen-Image preset and train a LoRA on examples/data with the seed's flags."""
     install(session)
-    session.run("diffsynth", "models", "init", "qwen-image", TINY_MODEL, "--preset", "tiny")
+    session.run("diffsynth", "models", "init", "qwen-image", TINY_MODEL, "--preset", "tiny", "--overwrite")  # re-runnable
     env = {"DIFFSYNTH_SKIP_DOWNLOAD": "True", "DIFFSYNTH_MODEL_BASE_PATH": "models"}
     session.run(
         "diffsynth", "train", "qwen-image",
@@ -71,6 +71,7 @@ def demo(session: nox.Session) -> None:
         "--use_gradient_checkpointing",
         "--dataset_num_workers", "2",
         "--find_unused_parameters",
+        "--overwrite",  # the demo replaces its own previous output
         env=env,
     )
 

@@ -66,12 +66,14 @@ class HandLoop:
 
         from diffsynth.models.resolve import resolve_model_files
         from diffsynth.training.family_hooks import FamilyHooks
+        from diffsynth.types import RunContext
 
         os.environ["DIFFSYNTH_MODEL_BASE_PATH"] = str(base)
         family = registry.get("qwen-image")
         config = _config(base, base, 1, size)
         # loading is set-up, not the step: use the family's loader so both sides get the same modules
-        self.pipe = FamilyHooks(registry, family).load_pipeline(resolve_model_files(family, config), config)
+        context = RunContext.for_run(config, family.options_value())
+        self.pipe = FamilyHooks(registry, family).load_pipeline(resolve_model_files(family, config), context)
         for module in self.pipe.modules.values():
             module.requires_grad_(False).eval()
         targets = family.expand_lora_targets(list(family.default_lora_targets))

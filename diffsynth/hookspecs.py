@@ -1,9 +1,11 @@
 """The contract between the core and a model-family plugin (pluggy project "diffsynth").
 
-Per-family hooks take `family` (the family name) first and return None for families they
-don't own, so several plugins can live side by side and a third-party plugin can override one
-step of an existing family with `@hookimpl(tryfirst=True)`. Implementations may accept fewer
-arguments than the spec.
+A family is written as a subclass of `diffsynth.plugin.Family`, whose typed methods carry these
+hooks (see docs/plugins.md). Per-family hooks take `family` (the family name) first and return
+None for families they don't own, so several plugins live side by side and a third-party plugin
+can override one step of an existing family with `@hookimpl(tryfirst=True)`. When no plugin
+answers `compute_loss`, `split_state_dict` or `normalize_lora_state_dict`, the core's default
+is used. Hooks receive a frozen `RunContext`, never the trainer's config.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import pluggy
 if TYPE_CHECKING:
     import torch
 
-    from diffsynth.config import TrainConfig
     from diffsynth.spec import FamilySpec
     from diffsynth.training.flow_matching import FlowPredictor
     from diffsynth.types import (
         FamilyPipeline,
         ModelFiles,
         OutputFile,
+        RunContext,
         Sample,
         TrainedWeights,
         TrainingInputs,
@@ -57,11 +59,11 @@ def init_model(family: str, preset: str, directory: Path, seed: int) -> bool | N
 
 
 @hookspec(firstresult=True)
-def load_pipeline(family: str, models: ModelFiles, config: TrainConfig) -> FamilyPipeline | None:
-    """Build the family's modules from identified checkpoint files, on CPU, in `config.dtype`.
+def load_pipeline(family: str, models: ModelFiles, context: RunContext) -> FamilyPipeline | None:
+    """Build the family's modules from identified checkpoint files, on CPU, in `context.dtype`.
 
-    The core then moves them to the device and applies freezing, LoRA and checkpointing.
-    Stops at the first non-None result.
+    The core then sets the pipeline's `dtype` and `device`, moves the modules and applies
+    freezing, LoRA and checkpointing. Stops at the first non-None result.
     """
 
 
@@ -72,11 +74,12 @@ def load_pipeline(family: str, models: ModelFiles, config: TrainConfig) -> Famil
 
 @hookspec(firstresult=True)
 def preprocess_inputs(
-    family: str, pipeline: FamilyPipeline, sample: Sample, config: TrainConfig
+    family: str, pipeline: FamilyPipeline, sample: Sample, context: RunContext
 ) -> TrainingInputs | None:
     """Turn a raw sample (PIL images, prompt, extra inputs) into latents + conditioning.
 
-    Runs under `torch.no_grad()` for frozen encoders. Stops at the first non-None result.
+    The core sets the grad mode (no grad unless an encoder is trained). Stops at the first
+    non-None result.
     """
 
 
@@ -99,11 +102,11 @@ def compute_loss(
     family: str,
     pipeline: FamilyPipeline,
     inputs: TrainingInputs,
-    config: TrainConfig,
+    context: RunContext,
     predict: FlowPredictor,
 ) -> torch.Tensor | None:
     """Scalar training loss. `predict(noisy_latents, sigmas)` is the family's `predict_flow`
-    bound to this sample. The core provides a `trylast` flow-matching MSE default; implement
+    bound to this sample. Without an answer the core's flow-matching MSE is used; implement
     this only for a different objective. Stops at the first non-None result.
     """
 
@@ -116,7 +119,8 @@ def normalize_lora_state_dict(
     fused-qkv layout) to the denoiser's module names, keys ending `.lora_A.weight`,
     `.lora_B.weight` (and optionally `.alpha`). Return the input unchanged when it is already in
     such names; the core then handles prefixes, adapter names and kohya spellings. Used by
-    `--lora_checkpoint` and `--preset_lora_path`. Stops at the first non-None result.
+    `--lora_checkpoint` and `--preset_lora_path`. Without an answer the file is used as it is.
+    Stops at the first non-None result.
     """
 
 
@@ -127,9 +131,10 @@ def normalize_lora_state_dict(
 
 @hookspec(firstresult=True)
 def split_state_dict(
-    family: str, weights: TrainedWeights, config: TrainConfig
+    family: str, weights: TrainedWeights, context: RunContext
 ) -> list[OutputFile] | None:
     """Trained parameters -> the files to write, with the key names other tools load
-    (diffusers `load_lora_weights`, ComfyUI). The core provides a `trylast` default that
-    writes one file per component with the keys unchanged. Stops at the first non-None result.
+    (diffusers `load_lora_weights`, ComfyUI). Without an answer the core writes one file per
+    component, the denoiser's LoRA in the family's `lora_key_format` (with alpha).
+    Stops at the first non-None result.
     """

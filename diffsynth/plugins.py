@@ -1,8 +1,10 @@
 """Find family plugins (entry-point group `diffsynth.models`) and collect their families.
 
 Import-light: plugins' entry-point modules are expected to be light too, so `models list`
-never imports torch. A plugin that fails to import or register is recorded as broken and
-reported; the others keep working.
+never imports torch. A plugin that fails to import or register (including one that calls
+`sys.exit` while importing, declares an option that clashes with a core flag, or registers a
+family name another plugin already has) is recorded as broken and reported; the others keep
+working.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from importlib.metadata import entry_points
 
 import pluggy
 
-from diffsynth import default_hooks, hookspecs
+from diffsynth import hookspecs
 from diffsynth.errors import UserError
 from diffsynth.spec import FamilySpec
 
 ENTRY_POINT_GROUP = "diffsynth.models"
-#: Comma-separated importable modules registered as plugins too (tests, local development).
+#: Comma-separated `module` or `module:attribute` registered as plugins too (tests, local work).
 EXTRA_PLUGINS_ENV = "DIFFSYNTH_PLUGINS"
 #: Set to 1 to print every hook call (pluggy tracing).
 TRACE_ENV = "DIFFSYNTH_TRACE_HOOKS"
@@ -65,9 +67,12 @@ def _register_plugin(
     added: list[FamilySpec] = []
 
     def register(spec: FamilySpec) -> None:
-        if spec.name in registry.families:
-            other = registry.families[spec.name].plugin
-            raise ValueError(f"family {spec.name!r} is already registered by {other}")
+        if not isinstance(spec, FamilySpec):
+            raise TypeError(f"register() takes a FamilySpec, got {type(spec).__name__}")
+        for taken in (*registry.families.values(), *added):
+            if spec.name == taken.name or spec.name in taken.aliases:
+                raise ValueError(f"family {spec.name!r} is already registered by {taken.plugin or name}")
+        check_options(spec)
         spec.plugin, spec.plugin_version = dist, version
         added.append(spec)
 
@@ -78,7 +83,11 @@ def _register_plugin(
         if impl is not None:
             impl(register=register)
         registry.pm.check_pending()
-    except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+        if not added and not registry.pm.get_hookcallers(plugin):
+            raise ValueError("registers no family and implements no hook (is the entry point a Family instance?)")
+    except BaseException as exc:  # noqa: BLE001 - a broken plugin (even sys.exit) must not break the others
+        if isinstance(exc, KeyboardInterrupt):
+            raise
         if registry.pm.is_registered(plugin):
             registry.pm.unregister(plugin)
         registry.broken.append(BrokenPlugin(name, dist, f"{type(exc).__name__}: {exc}"))
@@ -87,12 +96,28 @@ def _register_plugin(
         registry.families[spec.name] = spec
 
 
+def check_options(spec: FamilySpec) -> None:
+    """A family option may not take a core flag's name (it would shadow it in `train`)."""
+    from diffsynth.config import cli_fields
+
+    core = {f.name for f in cli_fields()}
+    clashes = [o.name for o in spec.options if o.name in core]
+    if clashes:
+        raise ValueError(f"family {spec.name}: option(s) --{', --'.join(clashes)} clash with core options")
+
+
+def _import_plugin(reference: str) -> object:
+    """`module` or `module:attribute` (the entry-point syntax)."""
+    module_name, _, attribute = reference.strip().partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module
+
+
 def load_registry(extra_plugins: tuple[object, ...] = (), use_entry_points: bool = True) -> FamilyRegistry:
     """Build the plugin manager: core defaults, entry-point plugins, `$DIFFSYNTH_PLUGINS`,
     then `extra_plugins` (objects or modules, used by tests)."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    pm.register(default_hooks, name="diffsynth.default_hooks")
     if os.environ.get(TRACE_ENV) == "1":
         pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
         pm.enable_tracing()
@@ -104,15 +129,19 @@ def load_registry(extra_plugins: tuple[object, ...] = (), use_entry_points: bool
             version = ep.dist.version if ep.dist else "?"
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001
+            except BaseException as exc:  # noqa: BLE001 - even sys.exit while importing
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
                 registry.broken.append(BrokenPlugin(ep.name, dist, f"{type(exc).__name__}: {exc}"))
                 continue
             _register_plugin(registry, plugin, ep.name, dist, version)
 
     for mod_name in filter(None, os.environ.get(EXTRA_PLUGINS_ENV, "").split(",")):
         try:
-            plugin = importlib.import_module(mod_name.strip())
-        except Exception as exc:  # noqa: BLE001
+            plugin = _import_plugin(mod_name)
+        except BaseException as exc:  # noqa: BLE001
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             registry.broken.append(BrokenPlugin(mod_name, mod_name, f"{type(exc).__name__}: {exc}"))
             continue
         _register_plugin(registry, plugin, mod_name, mod_name, "local")

@@ -7,13 +7,14 @@ A plugin builds a `FamilySpec` in its light module and hands it to the core thro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, field, make_dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
-from diffsynth.models.header import CheckpointHeader
+if TYPE_CHECKING:
+    from diffsynth.models.header import CheckpointHeader
 
 #: Predicate over a checkpoint's safetensors header (key names + shapes): "is this my component?"
-Detector = Callable[[CheckpointHeader], bool]
+Detector = Callable[["CheckpointHeader"], bool]
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,6 @@ class FamilySpec:
     plugin_version: str = ""
     aliases: tuple[str, ...] = field(default=())
 
-    def component(self, name: str) -> ComponentSpec:
-        for comp in self.components:
-            if comp.name == name:
-                return comp
-        raise KeyError(name)
-
     def variant(self, name: str | None) -> VariantSpec:
         if name is None:
             return self.variants[0]
@@ -125,3 +120,12 @@ class FamilySpec:
 
     def option_defaults(self) -> dict[str, Any]:
         return {opt.name: opt.default for opt in self.options}
+
+    def options_value(self, values: dict[str, Any] | None = None) -> Any:
+        """The family's options as a frozen dataclass (`options.guidance`), defaults filled in."""
+        cls = make_dataclass(
+            f"{self.name.title().replace('-', '')}Options",
+            [(o.name, o.type, field(default=o.default)) for o in self.options],
+            frozen=True,
+        )
+        return cls(**{**self.option_defaults(), **(values or {})})

@@ -17,6 +17,40 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What a family's hooks know about the run: small, frozen, never the trainer's config.
+
+    `dtype` is the compute dtype ("fp32", "bf16", "fp16"; `torch_dtype` gives the torch one);
+    `extra_inputs` the extra dataset columns asked for; `options` the family's own options as a
+    frozen dataclass (`FamilySpec.options`, read as `context.options.guidance`).
+    """
+
+    dtype: str = "fp32"
+    extra_inputs: tuple[str, ...] = ()
+    options: Any = None
+    download_source: str | None = None
+    #: The fraction of the noise schedule trained on, from the noisy end (min, max).
+    timestep_boundaries: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        from diffsynth.models.checkpoints import torch_dtype
+
+        return torch_dtype(self.dtype)
+
+    @classmethod
+    def for_run(cls, config: Any, options: Any = None) -> RunContext:
+        """From a `TrainConfig` (or anything with its field names) and the family's options."""
+        return cls(
+            dtype=config.dtype if config.dtype != "auto" else "fp32",
+            extra_inputs=tuple(config.extra_input_names()),
+            options=options,
+            download_source=config.download_source,
+            timestep_boundaries=(config.min_timestep_boundary, config.max_timestep_boundary),
+        )
+
+
+@dataclass(frozen=True)
 class CheckpointGroup:
     """One checkpoint identified as a family component: its shard files and merged header."""
 

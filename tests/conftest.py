@@ -18,14 +18,14 @@ TEST_PLUGINS = ROOT / "tests" / "plugins"
 EXAMPLE_DATA = ROOT / "examples" / "data"
 
 sys.path.insert(0, str(TEST_PLUGINS))
-os.environ["DIFFSYNTH_PLUGINS"] = "toy_family"
+os.environ["DIFFSYNTH_PLUGINS"] = "toy_family:plugin"
 
 
 def cli_env(**extra: str) -> dict[str, str]:
     """Environment for a `python -m diffsynth` subprocess that sees the toy family, offline."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TEST_PLUGINS), env.get("PYTHONPATH", "")])
-    env["DIFFSYNTH_PLUGINS"] = "toy_family"
+    env["DIFFSYNTH_PLUGINS"] = "toy_family:plugin"
     env["DIFFSYNTH_SKIP_DOWNLOAD"] = "True"
     env.pop("DIFFSYNTH_DEBUG", None)
     env.update(extra)

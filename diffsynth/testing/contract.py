@@ -24,7 +24,7 @@ from diffsynth.models.resolve import choose_variant, resolve_model_files
 from diffsynth.models.sources import DownloadSettings, parse_origin_path, resolve_files
 from diffsynth.plugins import FamilyRegistry, load_registry
 from diffsynth.spec import FamilySpec
-from diffsynth.types import FamilyPipeline, ModelFiles, Sample
+from diffsynth.types import FamilyPipeline, ModelFiles, RunContext, Sample
 
 
 def contract_sample(extra_inputs: list[str], size: int = 64, prompt: str = "a red square") -> Sample:
@@ -105,18 +105,23 @@ class FamilyContract:
 
     @pytest.fixture(scope="class")
     @classmethod
+    def context(cls, spec: FamilySpec, config: TrainConfig) -> RunContext:
+        return RunContext.for_run(config, spec.options_value())
+
+    @pytest.fixture(scope="class")
+    @classmethod
     def model_base(cls, tmp_path_factory, registry, spec, config) -> Path:
         base = tmp_path_factory.mktemp(f"{cls.family}-{cls.preset}")
         init_default_repos(registry, spec, config, base, cls.preset)
         return base
 
     @pytest.fixture
-    def pipeline(self, model_base, spec, hooks, config) -> FamilyPipeline:
+    def pipeline(self, model_base, spec, hooks, config, context) -> FamilyPipeline:
         import torch
 
         torch.manual_seed(0)
         settings = DownloadSettings.offline(model_base)
-        return hooks.load_pipeline(resolve_model_files(spec, config, settings), config)
+        return hooks.load_pipeline(resolve_model_files(spec, config, settings), context)
 
     # -- the contract -------------------------------------------------------------------------
 
@@ -134,15 +139,15 @@ class FamilyContract:
         for module in pipeline.modules.values():
             assert not any(p.is_meta for p in module.parameters())
 
-    def test_loss_is_finite_scalar(self, pipeline, hooks, config) -> None:
+    def test_loss_is_finite_scalar(self, pipeline, hooks, context) -> None:
         import torch
 
-        inputs = hooks.preprocess(pipeline, contract_sample(list(self.extra_inputs)), config)
+        inputs = hooks.preprocess(pipeline, contract_sample(list(self.extra_inputs)), context)
         assert torch.isfinite(inputs.latents).all()
-        loss = hooks.loss(pipeline, inputs, config)
+        loss = hooks.loss(pipeline, inputs, context)
         assert loss.dim() == 0 and torch.isfinite(loss)
 
-    def test_lora_gets_gradients_and_base_does_not(self, pipeline, hooks, config, spec) -> None:
+    def test_lora_gets_gradients_and_base_does_not(self, pipeline, hooks, config, context, spec) -> None:
         from diffsynth.training.trainable import apply_plan, plan_training
 
         plan = plan_training(spec, config, pipeline)
@@ -152,8 +157,8 @@ class FamilyContract:
         for name, p in pipeline.denoiser_module.named_parameters():
             if "lora_B" in name:
                 p.data.normal_(0, 0.01)
-        inputs = hooks.preprocess(pipeline, contract_sample(list(self.extra_inputs)), config)
-        hooks.loss(pipeline, inputs, config).backward()
+        inputs = hooks.preprocess(pipeline, contract_sample(list(self.extra_inputs)), context)
+        hooks.loss(pipeline, inputs, context).backward()
         named = dict(pipeline.denoiser_module.named_parameters())
         lora = {n: p for n, p in named.items() if "lora_" in n}
         base = {n: p for n, p in named.items() if "lora_" not in n}
@@ -164,7 +169,7 @@ class FamilyContract:
         assert lora and len(missing) < len(lora) / 2 and not unexpected, unexpected
         assert all(p.grad is None for p in base.values())
 
-    def test_exported_lora_loads_and_changes_output(self, pipeline, hooks, config, spec, model_base, tmp_path) -> None:
+    def test_exported_lora_loads_and_changes_output(self, pipeline, hooks, config, context, spec, model_base, tmp_path) -> None:
         from diffsynth.training.outputs import RunOutputs
         from diffsynth.training.trainable import (
             apply_plan,
@@ -178,7 +183,7 @@ class FamilyContract:
             if "lora_B" in name:
                 p.data.normal_(0, 0.05)
         states = {n: pipeline.modules[n].state_dict() for n in plan.components}
-        files = RunOutputs(tmp_path).write_weights("lora", hooks.split(trained_weights(plan, states, config), config))
+        files = RunOutputs(tmp_path).write_weights("lora", hooks.split(trained_weights(plan, states, config), context))
         assert len(files) == 1 and files[0].stat().st_size > 0
         self.check_exported_lora(model_base, files[0], pipeline, hooks, config)
 

@@ -100,7 +100,7 @@ def train_and_sample(
     examples = {}
     for i in range(dataset.num_rows):
         sample: Sample = dataset[i]
-        inputs = hooks.preprocess(pipeline, sample, config)
+        inputs = hooks.preprocess(pipeline, sample, trainer.context)
         by_class[sample.prompt].append(inputs.latents.float())
         examples.setdefault(sample.prompt, inputs)
     means = {name: torch.stack(lat).mean(0) for name, lat in by_class.items()}

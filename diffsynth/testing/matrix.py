@@ -261,9 +261,10 @@ class MatrixWorkspace:
     def initial_state(self, case: MatrixCase, component: str) -> dict[str, Any]:
         """The component's weights as loaded, before any training."""
         from diffsynth.training.family_hooks import FamilyHooks
+        from diffsynth.types import RunContext
 
-        config = self.config(case, self.root)
-        pipeline = FamilyHooks(self.registry, self.spec).load_pipeline(self.model_files(case), config)
+        context = RunContext.for_run(self.config(case, self.root), self.spec.options_value())
+        pipeline = FamilyHooks(self.registry, self.spec).load_pipeline(self.model_files(case), context)
         return pipeline.modules[component].state_dict()
 
     def train(self, case: MatrixCase, name: str, output: Path | None = None, **overrides: Any) -> MatrixRun:

@@ -1,7 +1,8 @@
 """One family's hooks, bound to its name, with the contract checked on every result.
 
 The trainer, the sampler and the contract test-suite all call a family through this class,
-so a plugin that returns nothing (or the wrong thing) fails with one clear `PluginError`.
+so a plugin that returns nothing (or the wrong thing) fails with one clear `PluginError`, and
+the core's defaults answer the optional hooks no plugin answered.
 """
 
 from __future__ import annotations
@@ -10,21 +11,34 @@ from functools import partial
 
 import torch
 
-from diffsynth.config import TrainConfig
 from diffsynth.errors import PluginError
-from diffsynth.models.checkpoints import torch_dtype
+from diffsynth.lora_format import DEFAULT_LORA_KEY_FORMAT
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
-from diffsynth.training.flow_matching import euler_sample
+from diffsynth.training import flow_matching as fm
+from diffsynth.training.lora_export import lora_output_files
 from diffsynth.training.lora_io import LoraLayers, normalize_lora_keys, read_lora_file
 from diffsynth.types import (
     FamilyPipeline,
     ModelFiles,
     OutputFile,
+    RunContext,
     Sample,
     TrainedWeights,
     TrainingInputs,
 )
+
+
+def flow_matching_loss(pipeline: FamilyPipeline, inputs: TrainingInputs, context: RunContext, predict) -> torch.Tensor:
+    """The core's loss: noise the latents at a sigma from the family's schedule (within the
+    context's timestep boundaries) and regress the prediction onto `noise - latents`."""
+    latents = inputs.latents
+    low, high = context.timestep_boundaries
+    sigmas = pipeline.schedule.sample_training_sigmas(latents.shape[0], min_boundary=low, max_boundary=high)
+    sigmas = sigmas.to(latents.device)
+    noise = torch.randn_like(latents)
+    prediction = predict(fm.add_noise(latents, noise, sigmas), sigmas)
+    return fm.flow_matching_loss(prediction, fm.flow_target(latents, noise), inputs.loss_mask)
 
 
 class FamilyHooks:
@@ -37,22 +51,22 @@ class FamilyHooks:
             raise PluginError(f"no plugin implements {name} for family {self.family.name}")
         return result
 
-    def load_pipeline(self, models: ModelFiles, config: TrainConfig) -> FamilyPipeline:
-        pipeline = self._hook.load_pipeline(family=self.family.name, models=models, config=config)
+    def load_pipeline(self, models: ModelFiles, context: RunContext) -> FamilyPipeline:
+        pipeline = self._hook.load_pipeline(family=self.family.name, models=models, context=context)
         pipeline = self._required("load_pipeline", pipeline)
         if pipeline.denoiser not in pipeline.modules:
             raise PluginError(f"{self.family.name}: load_pipeline has no module {pipeline.denoiser!r} (its denoiser)")
         # the core owns where and in what the family computes (see FamilyPipeline.dtype)
-        pipeline.dtype = torch_dtype(config.dtype)
+        pipeline.dtype = context.torch_dtype
         pipeline.device = torch.device("cpu")
         return pipeline
 
     def preprocess(
-        self, pipeline: FamilyPipeline, sample: Sample, config: TrainConfig, with_grad: bool = False
+        self, pipeline: FamilyPipeline, sample: Sample, context: RunContext, with_grad: bool = False
     ) -> TrainingInputs:
         with torch.set_grad_enabled(with_grad):
             inputs = self._hook.preprocess_inputs(
-                family=self.family.name, pipeline=pipeline, sample=sample, config=config
+                family=self.family.name, pipeline=pipeline, sample=sample, context=context
             )
         return self._required("preprocess_inputs", inputs)
 
@@ -69,24 +83,24 @@ class FamilyHooks:
             )
         return out
 
-    def loss(self, pipeline: FamilyPipeline, inputs: TrainingInputs, config: TrainConfig) -> torch.Tensor:
-        return self._hook.compute_loss(
-            family=self.family.name,
-            pipeline=pipeline,
-            inputs=inputs,
-            config=config,
-            predict=partial(self.predict, pipeline, inputs),
+    def loss(self, pipeline: FamilyPipeline, inputs: TrainingInputs, context: RunContext) -> torch.Tensor:
+        predict = partial(self.predict, pipeline, inputs)
+        loss = self._hook.compute_loss(
+            family=self.family.name, pipeline=pipeline, inputs=inputs, context=context, predict=predict
         )
+        return loss if loss is not None else flow_matching_loss(pipeline, inputs, context, predict)
 
-    def split(self, weights: TrainedWeights, config: TrainConfig) -> list[OutputFile]:
-        files = self._hook.split_state_dict(family=self.family.name, weights=weights, config=config)
-        return self._required("split_state_dict", files)
+    def split(self, weights: TrainedWeights, context: RunContext) -> list[OutputFile]:
+        files = self._hook.split_state_dict(family=self.family.name, weights=weights, context=context)
+        if files is None:
+            files = lora_output_files(weights, self.family.name, self.family.denoiser, DEFAULT_LORA_KEY_FORMAT)
+        return files
 
     def read_lora(self, path: str, flag: str, module: torch.nn.Module) -> LoraLayers:
         """A LoRA file in any supported format, named after `module`'s sub-modules."""
         state, metadata = read_lora_file(path, flag)
-        state = self._hook.normalize_lora_state_dict(family=self.family.name, state_dict=state, metadata=metadata)
-        return normalize_lora_keys(state, metadata, module, f"{flag} {path}")
+        normalized = self._hook.normalize_lora_state_dict(family=self.family.name, state_dict=state, metadata=metadata)
+        return normalize_lora_keys(normalized if normalized is not None else state, metadata, module, f"{flag} {path}")
 
     def sample(
         self, pipeline: FamilyPipeline, inputs: TrainingInputs, num_steps: int = 20, seed: int = 0
@@ -94,4 +108,4 @@ class FamilyHooks:
         """Generate latents shaped like `inputs.latents` with `inputs.conditioning` (Euler)."""
         gen = torch.Generator().manual_seed(seed)
         noise = torch.randn(inputs.latents.shape, generator=gen).to(inputs.latents)
-        return euler_sample(partial(self.predict, pipeline, inputs), pipeline.schedule, noise, num_steps)
+        return fm.euler_sample(partial(self.predict, pipeline, inputs), pipeline.schedule, noise, num_steps)

@@ -79,10 +79,6 @@ class FlowMatchSchedule:
         grid = self._grid(num_steps).float()
         return torch.cat([grid, torch.zeros(1)])
 
-    def timesteps(self, sigmas: torch.Tensor) -> torch.Tensor:
-        """Sigmas on the 0..num_train_timesteps scale many networks expect."""
-        return sigmas * self.num_train_timesteps
-
 
 def add_noise(latents: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """`(1 - sigma) * x0 + sigma * noise`, sigma broadcast over all but the batch dim."""

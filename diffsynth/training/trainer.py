@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from diffsynth.training.trainable import (
     trained_weights,
     with_fp8_storage,
 )
-from diffsynth.types import FamilyPipeline
+from diffsynth.types import FamilyPipeline, RunContext
 
 
 @dataclass
@@ -167,6 +168,11 @@ class Trainer:
         self.family = registry.get(config.family)
         self.hooks = FamilyHooks(registry, self.family)
         self.config = config
+
+    @cached_property
+    def context(self) -> RunContext:
+        """What the family's hooks see of this run (first used after `validate` resolved the dtype)."""
+        return RunContext.for_run(self.config, self.family.options_value(self.config.family_options))
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -289,7 +295,7 @@ class Trainer:
         set_seed(config.seed)  # same LoRA init on every rank
         merged_into = {config.preset_lora_model or config.lora_base_model or self.family.denoiser} if config.preset_lora_path else set()
         model_files = with_fp8_storage(config, model_files, keep=merged_into)
-        self.pipeline = pipeline = self.hooks.load_pipeline(model_files, config)
+        self.pipeline = pipeline = self.hooks.load_pipeline(model_files, self.context)
         plan = plan_training(self.family, config, pipeline, model_files)
         resume_lora = self._read_lora(config.lora_checkpoint, "--lora_checkpoint", pipeline, plan.lora_component)
         if resume_lora is not None:
@@ -381,8 +387,8 @@ class Trainer:
             if isinstance(sample, LoadFailure):
                 raise UserError(sample.message)
             with accelerator.accumulate(*modules), activations_offloaded(config.use_gradient_checkpointing_offload):
-                inputs = self.hooks.preprocess(pipeline, sample, config, with_grad=train_preprocess)
-                loss = self.hooks.loss(pipeline, inputs, config)
+                inputs = self.hooks.preprocess(pipeline, sample, self.context, with_grad=train_preprocess)
+                loss = self.hooks.loss(pipeline, inputs, self.context)
                 value = float(loss.detach().float().item())
                 if math.isfinite(value):
                     accelerator.backward(loss)
@@ -468,4 +474,4 @@ class Trainer:
         if not run.accelerator.is_main_process:
             return []
         weights = trained_weights(run.plan, states, self.config)
-        return run.outputs.write_weights(stem, self.hooks.split(weights, self.config))
+        return run.outputs.write_weights(stem, self.hooks.split(weights, self.context))

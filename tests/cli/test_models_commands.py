@@ -25,11 +25,11 @@ def test_models_list_imports_no_heavy_module():
 def test_models_list_json_names_plugin_and_version():
     out = run_cli("models", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out.stdout)}
-    assert rows["toy"]["status"] == "ok" and rows["toy"]["plugin"] == "toy_family"
+    assert rows["toy"]["status"] == "ok" and rows["toy"]["plugin"] == "toy_family:plugin"
 
 
 def test_broken_plugin_is_reported_and_others_still_work():
-    out = run_cli("models", "list", "--json", DIFFSYNTH_PLUGINS="toy_family,no_such_plugin_module")
+    out = run_cli("models", "list", "--json", DIFFSYNTH_PLUGINS="toy_family:plugin,no_such_plugin_module")
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["no_such_plugin_module"]["status"] == "broken"

@@ -1,5 +1,5 @@
-"""A small but real family used by the core's tests: registered through the same hooks as any
-plugin (via `DIFFSYNTH_PLUGINS=toy_family`), so core tests never need a real family plugin.
+"""A small but real family used by the core's tests: a `Family` registered like any plugin (via
+`DIFFSYNTH_PLUGINS=toy_family:plugin`), so core tests never need a real family plugin.
 
 Its "VAE" is a fixed 4x average pool of the image, its text encoder a byte embedding, and its
 denoiser a stack of residual Linear blocks over pixel tokens: tiny, fast, and able to learn.
@@ -11,8 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffsynth.hookspecs import hookimpl
-from diffsynth.spec import ComponentSpec, FamilySpec, PresetSpec, VariantSpec
+from diffsynth.plugin import ComponentSpec, Family, FamilySpec, PresetSpec, VariantSpec
 
 NAME = "toy"
 REPO = "toy/Toy"
@@ -32,11 +31,6 @@ SPEC = FamilySpec(
     presets=(PresetSpec("tiny", "hidden 32, 2 blocks"),),
     resolution_multiple=8,
 )
-
-
-@hookimpl
-def register_families(register):
-    register(SPEC)
 
 
 def _modules():
@@ -79,10 +73,7 @@ def _modules():
     return ToyDenoiser
 
 
-@hookimpl
-def init_model(family, preset, directory, seed):
-    if family != NAME:
-        return None
+def write_preset(directory, seed):
     import torch
     from safetensors.torch import save_file
 
@@ -92,22 +83,6 @@ def init_model(family, preset, directory, seed):
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     (out / "config.json").write_text(json.dumps(model.config))
-    return True
-
-
-@hookimpl
-def load_pipeline(family, models, config):
-    if family != NAME:
-        return None
-    from diffsynth.models.checkpoints import build_module, load_state_dict, torch_dtype
-    from diffsynth.training.flow_matching import FlowMatchSchedule
-    from diffsynth.types import FamilyPipeline
-
-    group = models.components["dit"]
-    cfg = group.sibling_config() or {}
-    state = load_state_dict(group, torch_dtype(config.dtype))
-    dit = build_module(lambda: _modules()(**cfg), state, group.source)
-    return FamilyPipeline(modules={"dit": dit}, schedule=FlowMatchSchedule(shift=1.0), denoiser="dit")
 
 
 @dataclass
@@ -131,21 +106,31 @@ def image_latents(image):
     return pooled.flatten(2).transpose(1, 2)  # (1, tokens, 3)
 
 
-@hookimpl
-def preprocess_inputs(family, pipeline, sample, config):
-    if family != NAME:
-        return None
-    from diffsynth.types import TrainingInputs
+class Toy(Family):
+    spec = SPEC
 
-    device = next(pipeline.modules["dit"].parameters()).device
-    latents = image_latents(sample.fields["image"]).to(device)
-    if sample.prompt == NAN_PROMPT:  # lets tests force a non-finite loss on one known row
-        latents = latents * float("nan")
-    return TrainingInputs(latents=latents, conditioning=ToyConditioning(encode_prompt(sample.prompt).to(device)))
+    def init_model(self, preset, directory, seed):
+        write_preset(directory, seed)
+
+    def load_pipeline(self, models, context):
+        from diffsynth.plugin import FamilyPipeline, FlowMatchSchedule, build_module, load_state_dict
+
+        group = models.components["dit"]
+        cfg = group.sibling_config() or {}
+        dit = build_module(lambda: _modules()(**cfg), load_state_dict(group), group, context.torch_dtype)
+        return FamilyPipeline(modules={"dit": dit}, schedule=FlowMatchSchedule(shift=1.0), denoiser="dit")
+
+    def preprocess_inputs(self, pipeline, sample, context):
+        from diffsynth.plugin import TrainingInputs
+
+        latents = image_latents(sample.fields["image"]).to(pipeline.device, pipeline.dtype)
+        if sample.prompt == NAN_PROMPT:  # lets tests force a non-finite loss on one known row
+            latents = latents * float("nan")
+        text_ids = encode_prompt(sample.prompt).to(pipeline.device)
+        return TrainingInputs(latents=latents, conditioning=ToyConditioning(text_ids))
+
+    def predict_flow(self, pipeline, inputs, noisy_latents, sigmas):
+        return pipeline.modules["dit"](noisy_latents, sigmas, inputs.conditioning.text_ids)
 
 
-@hookimpl
-def predict_flow(family, pipeline, inputs, noisy_latents, sigmas):
-    if family != NAME:
-        return None
-    return pipeline.modules["dit"](noisy_latents, sigmas, inputs.conditioning.text_ids)
+plugin = Toy()

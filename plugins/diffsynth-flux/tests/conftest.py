@@ -19,6 +19,7 @@ from diffsynth_flux.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
+from diffsynth.types import RunContext
 from diffsynth.testing.contract import offline_files, offline_model_files
 from diffsynth.types import ModelFiles, Sample
 
@@ -51,10 +52,10 @@ def model_files(base: Path, variant: str = "dev", sources: tuple[str, ...] = ())
     return offline_model_files(FAMILY, base, variant, sources)
 
 
-def config(kontext: bool = False, guidance: float = 1.0) -> TrainConfig:
-    return TrainConfig(
-        dtype="fp32", extra_inputs="kontext_images" if kontext else None, family=NAME, family_options={"guidance": guidance}
-    )
+def config(kontext: bool = False, guidance: float = 1.0) -> RunContext:
+    """What the family's hooks get for a run with these flags."""
+    flags = TrainConfig(dtype="fp32", extra_inputs="kontext_images" if kontext else None, family=NAME)
+    return RunContext.for_run(flags, FAMILY.options_value({"guidance": guidance}))
 
 
 def image(seed: int, width: int = 32, height: int = 32) -> Image.Image:

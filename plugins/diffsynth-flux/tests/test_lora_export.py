@@ -9,13 +9,17 @@ import pytest
 import torch
 from conftest import config
 from diffsynth_flux import FAMILY, plugin
-from diffsynth_flux.lora_format import split
 from diffsynth_flux.spec import DEFAULT_LORA_TARGETS
 from safetensors.torch import load_file, save_file
 
 from diffsynth.errors import UserError
 from diffsynth.training.lora import add_lora
 from diffsynth.types import TrainedWeights
+
+
+def split(weights, context):
+    """The files `train` writes for `weights` (the family's split, or the core's with its key format)."""
+    return plugin._split_state_dict_hook(family=plugin.spec.name, weights=weights, context=context)
 
 RANK = 4
 
@@ -100,9 +104,12 @@ def test_targets_matching_nothing_list_the_module_names(pipe):
         add_lora(copy.deepcopy(pipe.transformer), "dit", FAMILY.expand_lora_targets(["to_qkv"]), 4, 4.0)
 
 
-def test_full_training_uses_core_default():
-    assert split(TrainedWeights("full", {"dit": {}}), config()) is None
-    assert plugin.split_state_dict(family="qwen-image", weights=TrainedWeights("lora", {"dit": {}}), config=config()) is None
+def test_full_training_keeps_module_keys_and_other_families_are_left_alone():
+    import torch
+
+    (out,) = split(TrainedWeights("full", {"dit": {"proj_out.weight": torch.ones(2, 2)}}), config())
+    assert list(out.tensors) == ["proj_out.weight"] and out.metadata["diffsynth_kind"] == "full"
+    assert plugin._split_state_dict_hook(family="qwen-image", weights=TrainedWeights("lora", {"dit": {}}), context=config()) is None
 
 
 def test_exported_lora_reads_back_through_the_family_hook(tmp_path):

@@ -18,6 +18,7 @@ from diffsynth_qwen_image.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
+from diffsynth.types import RunContext
 from diffsynth.testing.contract import offline_files, offline_model_files
 from diffsynth.types import ModelFiles, Sample
 
@@ -47,8 +48,9 @@ def model_files(base: Path, variant: str) -> ModelFiles:
     return offline_model_files(FAMILY, base, variant)
 
 
-def config(edit: bool = False) -> TrainConfig:
-    return TrainConfig(dtype="fp32", extra_inputs="edit_image" if edit else None, family=NAME)
+def config(edit: bool = False) -> RunContext:
+    """What the family's hooks get for a run with these flags."""
+    return RunContext.for_run(TrainConfig(dtype="fp32", extra_inputs="edit_image" if edit else None, family=NAME))
 
 
 def image(seed: int, width: int = 32, height: int = 32) -> Image.Image:

@@ -85,4 +85,4 @@ def test_init_is_deterministic_and_checks_preset(tmp_path):
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
     with pytest.raises(UserError, match="tiny-edit"):
         write_preset("huge", tmp_path / "c", 0)
-    assert plugin.init_model(family="flux", preset="tiny", directory=tmp_path / "d", seed=0) is None
+    assert plugin._init_model_hook(family="flux", preset="tiny", directory=tmp_path / "d", seed=0) is None

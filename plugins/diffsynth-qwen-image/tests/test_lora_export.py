@@ -9,11 +9,15 @@ import pytest
 import torch
 from conftest import config
 from diffsynth_qwen_image import plugin
-from diffsynth_qwen_image.lora_format import split
 from diffsynth_qwen_image.spec import DEFAULT_LORA_TARGETS
 from safetensors.torch import load_file, save_file
 
 from diffsynth.types import TrainedWeights
+
+
+def split(weights, context):
+    """The files `train` writes for `weights` (the family's split, or the core's with its key format)."""
+    return plugin._split_state_dict_hook(family=plugin.spec.name, weights=weights, context=context)
 
 RANK = 4
 
@@ -87,6 +91,9 @@ def test_lora_loads_in_diffusers_and_comfy(pipe, tmp_path, alpha):
     torch.testing.assert_close(comfy_out, trained_out, atol=1e-5, rtol=1e-5)
 
 
-def test_full_training_uses_core_default():
-    assert split(TrainedWeights("full", {"dit": {}}), config()) is None
-    assert plugin.split_state_dict(family="flux", weights=TrainedWeights("lora", {"dit": {}}), config=config()) is None
+def test_full_training_keeps_module_keys_and_other_families_are_left_alone():
+    import torch
+
+    (out,) = split(TrainedWeights("full", {"dit": {"proj_out.weight": torch.ones(2, 2)}}), config())
+    assert list(out.tensors) == ["proj_out.weight"] and out.metadata["diffsynth_kind"] == "full"
+    assert plugin._split_state_dict_hook(family="flux", weights=TrainedWeights("lora", {"dit": {}}), context=config()) is None

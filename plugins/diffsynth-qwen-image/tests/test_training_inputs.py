@@ -28,19 +28,19 @@ def hooks():
 
 @pytest.fixture(scope="module")
 def t2i(hooks, model_base):
-    return hooks.load_pipeline(family=NAME, models=model_files(model_base, "qwen-image"), config=config())
+    return hooks.load_pipeline(family=NAME, models=model_files(model_base, "qwen-image"), context=config())
 
 
 @pytest.fixture(scope="module")
 def edit(hooks, model_base):
-    return hooks.load_pipeline(family=NAME, models=model_files(model_base, "edit"), config=config(edit=True))
+    return hooks.load_pipeline(family=NAME, models=model_files(model_base, "edit"), context=config(edit=True))
 
 
 def test_registers(hooks):
     found = []
     hooks.register_families(register=found.append)
     assert [f.name for f in found] == [NAME]
-    assert hooks.load_pipeline(family="flux", models=None, config=None) is None
+    assert hooks.load_pipeline(family="flux", models=None, context=None) is None
 
 
 def test_load_pipeline(t2i):
@@ -64,7 +64,7 @@ def test_missing_tokenizer_is_a_user_error(model_base):
 def test_t2i_inputs_and_flow(hooks, t2i, tiny_dir):
     from diffusers import QwenImagePipeline
 
-    inputs = hooks.preprocess_inputs(family=NAME, pipeline=t2i, sample=sample(), config=config())
+    inputs = hooks.preprocess_inputs(family=NAME, pipeline=t2i, sample=sample(), context=config())
     assert isinstance(inputs, TrainingInputs) and isinstance(inputs.conditioning, QwenImageConditioning)
     assert inputs.latents.shape == (1, 4, 64)  # 32x32 px -> 4x4 latents -> 2x2 packed tokens of 16*4
     assert torch.isfinite(inputs.latents).all()
@@ -94,8 +94,8 @@ def test_edit_inputs_and_flow(hooks, t2i, edit, tiny_edit_dir):
     from diffsynth_qwen_image.inputs import resize_edit_image
     from diffusers import QwenImageEditPipeline
 
-    plain = hooks.preprocess_inputs(family=NAME, pipeline=t2i, sample=sample(), config=config())
-    inputs = hooks.preprocess_inputs(family=NAME, pipeline=edit, sample=sample(edit=True), config=config(edit=True))
+    plain = hooks.preprocess_inputs(family=NAME, pipeline=t2i, sample=sample(), context=config())
+    inputs = hooks.preprocess_inputs(family=NAME, pipeline=edit, sample=sample(edit=True), context=config(edit=True))
     cond = inputs.conditioning
     assert inputs.latents.shape == plain.latents.shape
     assert cond.edit_latents is not None and torch.isfinite(cond.edit_latents).all()

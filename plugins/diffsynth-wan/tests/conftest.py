@@ -16,6 +16,7 @@ from diffsynth_wan.spec import I2V_REPO, NAME, T2V_REPO, TI2V_REPO
 from diffsynth_wan.tiny import write_preset
 
 from diffsynth.config import TrainConfig
+from diffsynth.types import RunContext
 from diffsynth.data.media import resize_and_crop
 from diffsynth.data.video import load_video
 from diffsynth.testing.contract import offline_files, offline_model_files
@@ -40,8 +41,9 @@ def model_files(base: Path, variant: str) -> ModelFiles:
     return offline_model_files(FAMILY, base, variant)
 
 
-def config(variant: str = "t2v") -> TrainConfig:
-    return TrainConfig(dtype="fp32", family=NAME, extra_inputs=None if variant == "t2v" else "input_image")
+def config(variant: str = "t2v") -> RunContext:
+    """What the family's hooks get for a run of `variant`."""
+    return RunContext.for_run(TrainConfig(dtype="fp32", family=NAME, extra_inputs=None if variant == "t2v" else "input_image"))
 
 
 def load(base: Path, variant: str):

@@ -85,4 +85,4 @@ def test_seed_patterns_match(model_base):
 def test_unknown_preset_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="unknown preset"):
         write_preset("huge", tmp_path, 0)
-    assert plugin.init_model(family="flux", preset="tiny", directory=tmp_path, seed=0) is None
+    assert plugin._init_model_hook(family="flux", preset="tiny", directory=tmp_path, seed=0) is None

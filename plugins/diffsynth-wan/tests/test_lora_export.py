@@ -10,11 +10,15 @@ import pytest
 import torch
 from conftest import config, load
 from diffsynth_wan import FAMILY, convert, plugin
-from diffsynth_wan.lora_format import split
 from diffsynth_wan.spec import DEFAULT_LORA_TARGETS, NAME
 from safetensors.torch import load_file, save_file
 
 from diffsynth.types import TrainedWeights
+
+
+def split(weights, context):
+    """The files `train` writes for `weights` (the family's split, or the core's with its key format)."""
+    return plugin._split_state_dict_hook(family=plugin.spec.name, weights=weights, context=context)
 
 RANK = 4
 
@@ -85,9 +89,12 @@ def test_lora_loads_in_diffusers_and_comfy(model_base, tmp_path, variant, alpha)
         torch.testing.assert_close(merged(**kwargs)[0], trained_out, atol=1e-5, rtol=1e-5)
 
 
-def test_full_training_uses_core_default():
-    assert split(TrainedWeights("full", {"dit": {}}), config()) is None
-    assert plugin.split_state_dict(family="qwen-image", weights=TrainedWeights("lora", {"dit": {}}), config=config()) is None
+def test_full_training_keeps_module_keys_and_other_families_are_left_alone():
+    import torch
+
+    (out,) = split(TrainedWeights("full", {"dit": {"proj_out.weight": torch.ones(2, 2)}}), config())
+    assert list(out.tensors) == ["proj_out.weight"] and out.metadata["diffsynth_kind"] == "full"
+    assert plugin._split_state_dict_hook(family="qwen-image", weights=TrainedWeights("lora", {"dit": {}}), context=config()) is None
 
 
 def test_exported_lora_reads_back_through_the_family_hook(model_base, tmp_path):

@@ -1,23 +1,46 @@
 """FLUX.1-dev (+ Kontext) family for diffsynth.
 
-The entry-point module (`flux = "diffsynth_flux:plugin"`): it holds only the family's spec and where each
-hook's implementation lives, so importing it (`diffsynth models list`) loads no torch.
+The entry-point module (`flux = "diffsynth_flux:plugin"`): the family object, whose methods
+import their heavy modules on first use, so `diffsynth models list` loads no torch.
 """
 
-from diffsynth.family_plugin import FamilyPlugin
+from diffsynth.plugin import Family, LoraKeyFormat
 
 from .spec import FAMILY, NAME
 
-plugin = FamilyPlugin(
-    FAMILY,
-    {
-        "init_model": "diffsynth_flux.tiny:write_preset",
-        "load_pipeline": "diffsynth_flux.pipeline:load",
-        "preprocess_inputs": "diffsynth_flux.inputs:preprocess",
-        "predict_flow": "diffsynth_flux.inputs:predict",
-        "split_state_dict": "diffsynth_flux.lora_format:split",
-        "normalize_lora_state_dict": "diffsynth_flux.lora_format:normalize",
-    },
-)
 
-__all__ = ["FAMILY", "NAME", "plugin"]
+class Flux(Family):
+    spec = FAMILY
+    # diffusers' FLUX loader keeps only `transformer.*` keys; ComfyUI maps them onto its fused
+    # weights (see lora_format.py and tests/test_lora_export.py)
+    lora_key_format = LoraKeyFormat("transformer.", description="transformer.<module>.lora_A/lora_B.weight + .alpha")
+
+    def init_model(self, preset, directory, seed):
+        from .tiny import write_preset
+
+        write_preset(preset, directory, seed)
+
+    def load_pipeline(self, models, context):
+        from .pipeline import load
+
+        return load(models, context)
+
+    def preprocess_inputs(self, pipeline, sample, context):
+        from .inputs import preprocess
+
+        return preprocess(pipeline, sample, context)
+
+    def predict_flow(self, pipeline, inputs, noisy_latents, sigmas):
+        from .inputs import predict
+
+        return predict(pipeline, inputs, noisy_latents, sigmas)
+
+    def normalize_lora_state_dict(self, state_dict, metadata):
+        from .lora_format import normalize
+
+        return normalize(state_dict, metadata)
+
+
+plugin = Flux()
+
+__all__ = ["FAMILY", "NAME", "Flux", "plugin"]

@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 import torch
 
-from diffsynth.errors import UserError
-from diffsynth.types import CheckpointGroup
+from diffsynth.plugin import UserError
+from diffsynth.plugin import CheckpointGroup
 
 # FLUX.1's vae/config.json: the latent normalisation `ae.safetensors` itself does not store.
 FLUX_VAE_SCALING = 0.3611

@@ -10,9 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffsynth.config import TrainConfig
-from diffsynth.errors import UserError
-from diffsynth.types import Sample, TrainingInputs
+from diffsynth.plugin import RunContext, Sample, TrainingInputs, UserError
 
 from .pipeline import FluxModules
 
@@ -36,11 +34,11 @@ class FluxConditioning:
     reference_latents: torch.Tensor | None = None
 
 
-def preprocess(pipe: FluxModules, sample: Sample, config: TrainConfig) -> TrainingInputs:
+def preprocess(pipe: FluxModules, sample: Sample, context: RunContext) -> TrainingInputs:
     latents = encode_image(pipe, _image(sample, "image"))
     ids = [latent_ids(latents.shape[-2] // 2, latents.shape[-1] // 2)]
     references = []
-    if KONTEXT in config.extra_input_names():
+    if KONTEXT in context.extra_inputs:
         for image in _images(sample, KONTEXT):
             ref = encode_image(pipe, image)
             ref_ids = latent_ids(ref.shape[-2] // 2, ref.shape[-1] // 2)
@@ -53,7 +51,7 @@ def preprocess(pipe: FluxModules, sample: Sample, config: TrainConfig) -> Traini
         pooled_embeds=pooled,
         text_ids=torch.zeros(prompt_embeds.shape[1], 3),
         image_ids=torch.cat(ids),
-        guidance=float(config.family_options.get("guidance", DEFAULT_GUIDANCE)),
+        guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
         reference_latents=torch.cat(references, dim=1) if references else None,
     )
     return TrainingInputs(latents=pack(latents), conditioning=conditioning)

@@ -15,22 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from diffsynth.config import TrainConfig
-from diffsynth.training.lora_export import LoraKeyFormat, lora_output_files
-from diffsynth.types import OutputFile, TrainedWeights
-
-from .spec import NAME
-
-KEY_FORMAT = LoraKeyFormat(
-    prefix="transformer.",
-    description="transformer.<module>.lora_A/lora_B.weight + .alpha",
-)
-
-
-def split(weights: TrainedWeights, config: TrainConfig) -> list[OutputFile] | None:
-    """The DiT LoRA in the shared diffusers/ComfyUI format; other components keep their keys."""
-    return lora_output_files(weights, config, NAME, "dit", KEY_FORMAT)
-
 
 
 def normalize(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:

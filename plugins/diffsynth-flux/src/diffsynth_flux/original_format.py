@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from diffsynth.errors import UserError
+from diffsynth.plugin import UserError
 
 
 @dataclass(frozen=True)

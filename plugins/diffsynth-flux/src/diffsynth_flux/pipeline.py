@@ -8,12 +8,18 @@ from typing import Any
 
 import torch
 
-from diffsynth.config import TrainConfig
-from diffsynth.errors import UserError
-from diffsynth.models.checkpoints import build_module, load_state_dict, torch_dtype
-from diffsynth.models.sources import DownloadSettings, resolve_folder
-from diffsynth.training.flow_matching import FlowMatchSchedule
-from diffsynth.types import CheckpointGroup, FamilyPipeline, ModelFiles
+from diffsynth.plugin import (
+    CheckpointGroup,
+    DownloadSettings,
+    FamilyPipeline,
+    FlowMatchSchedule,
+    ModelFiles,
+    RunContext,
+    UserError,
+    build_module,
+    load_state_dict,
+    resolve_folder,
+)
 
 from . import configs, original_format
 from .spec import DEV_REPO
@@ -41,13 +47,13 @@ class FluxModules(FamilyPipeline):
         return self.modules["vae"]
 
 
-def load(models: ModelFiles, config: TrainConfig) -> FluxModules:
+def load(models: ModelFiles, context: RunContext) -> FluxModules:
     missing = [name for name in COMPONENTS if name not in models.components]
     if missing:
         raise UserError(f"flux needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
     if models.tokenizer_path is None:
         raise UserError(f"flux needs the CLIP tokenizer: pass --tokenizer_path (e.g. {DEV_REPO}:tokenizer/)")
-    dtype = torch_dtype(config.dtype)
+    dtype = context.torch_dtype
     modules = {
         "dit": load_dit(models.components["dit"], dtype),
         "text_encoder": load_clip(models.components["text_encoder"], dtype),
@@ -57,17 +63,17 @@ def load(models: ModelFiles, config: TrainConfig) -> FluxModules:
     from transformers import CLIPTokenizer, T5TokenizerFast
 
     tokenizer = CLIPTokenizer.from_pretrained(str(models.tokenizer_path))
-    tokenizer_2 = T5TokenizerFast.from_pretrained(str(tokenizer_2_folder(models.tokenizer_path, config)))
+    tokenizer_2 = T5TokenizerFast.from_pretrained(str(tokenizer_2_folder(models.tokenizer_path, context)))
     return FluxModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, tokenizer_2=tokenizer_2)
 
 
-def tokenizer_2_folder(tokenizer_path: Path, config: TrainConfig) -> Path:
+def tokenizer_2_folder(tokenizer_path: Path, context: RunContext) -> Path:
     """T5's tokenizer: `tokenizer_2/` beside the CLIP tokenizer folder (the repo layout), else
     FLUX.1-dev's, fetched like any source (the core names one tokenizer folder per family)."""
     sibling = Path(tokenizer_path).parent / "tokenizer_2"
     if sibling.is_dir():
         return sibling
-    return resolve_folder(TOKENIZER_2, DownloadSettings.from_env(config.download_source), "--tokenizer_path")
+    return resolve_folder(TOKENIZER_2, DownloadSettings.from_env(context.download_source), "--tokenizer_path")
 
 
 def dit_state(group: CheckpointGroup, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from diffsynth.errors import UserError
+from diffsynth.plugin import UserError
 
 from . import original_format
 

@@ -1,22 +1,40 @@
 """Qwen-Image (+ Edit) family for diffsynth.
 
-The entry-point module (`qwen-image = "diffsynth_qwen_image:plugin"`): it holds only the family's spec and where each
-hook's implementation lives, so importing it (`diffsynth models list`) loads no torch.
+The entry-point module (`qwen-image = "diffsynth_qwen_image:plugin"`): the family object, whose
+methods import their heavy modules on first use, so `diffsynth models list` loads no torch.
+LoRA files use the core's default key format (`diffusion_model.<module>` + `.alpha`), which
+diffusers' Qwen-Image loader and ComfyUI both read (see tests/test_lora_export.py).
 """
 
-from diffsynth.family_plugin import FamilyPlugin
+from diffsynth.plugin import Family
 
 from .spec import FAMILY, NAME
 
-plugin = FamilyPlugin(
-    FAMILY,
-    {
-        "init_model": "diffsynth_qwen_image.tiny:write_preset",
-        "load_pipeline": "diffsynth_qwen_image.pipeline:load",
-        "preprocess_inputs": "diffsynth_qwen_image.inputs:preprocess",
-        "predict_flow": "diffsynth_qwen_image.inputs:predict",
-        "split_state_dict": "diffsynth_qwen_image.lora_format:split",
-    },
-)
 
-__all__ = ["FAMILY", "NAME", "plugin"]
+class QwenImage(Family):
+    spec = FAMILY
+
+    def init_model(self, preset, directory, seed):
+        from .tiny import write_preset
+
+        write_preset(preset, directory, seed)
+
+    def load_pipeline(self, models, context):
+        from .pipeline import load
+
+        return load(models, context)
+
+    def preprocess_inputs(self, pipeline, sample, context):
+        from .inputs import preprocess
+
+        return preprocess(pipeline, sample, context)
+
+    def predict_flow(self, pipeline, inputs, noisy_latents, sigmas):
+        from .inputs import predict
+
+        return predict(pipeline, inputs, noisy_latents, sigmas)
+
+
+plugin = QwenImage()
+
+__all__ = ["FAMILY", "NAME", "QwenImage", "plugin"]

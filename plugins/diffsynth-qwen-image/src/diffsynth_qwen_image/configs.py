@@ -6,9 +6,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from diffsynth.errors import UserError
-from diffsynth.models.header import CheckpointHeader
-from diffsynth.types import CheckpointGroup
+from diffsynth.plugin import UserError
+from diffsynth.plugin import CheckpointHeader
+from diffsynth.plugin import CheckpointGroup
 
 
 def dit_config(group: CheckpointGroup) -> dict[str, Any]:

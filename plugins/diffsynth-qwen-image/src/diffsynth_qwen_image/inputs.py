@@ -10,9 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diffsynth.config import TrainConfig
-from diffsynth.errors import UserError
-from diffsynth.types import Sample, TrainingInputs
+from diffsynth.plugin import RunContext, Sample, TrainingInputs, UserError
 
 from .pipeline import QwenImageModules
 from .prompts import (
@@ -43,11 +41,11 @@ class QwenImageConditioning:
         return [shapes] * batch
 
 
-def preprocess(pipe: QwenImageModules, sample: Sample, config: TrainConfig) -> TrainingInputs:
+def preprocess(pipe: QwenImageModules, sample: Sample, context: RunContext) -> TrainingInputs:
     image = _field_image(sample, "image")
     latents = encode_image(pipe, image)
     image_shape = (1, latents.shape[-2] // PATCH, latents.shape[-1] // PATCH)
-    if "edit_image" in config.extra_input_names():
+    if "edit_image" in context.extra_inputs:
         edit = resize_edit_image(_field_image(sample, "edit_image"), image.width * image.height)
         edit_latents = encode_image(pipe, edit)
         embeds, mask = encode_prompt_edit(pipe, sample.prompt, edit)

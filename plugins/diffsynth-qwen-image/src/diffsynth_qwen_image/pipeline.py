@@ -7,11 +7,7 @@ from typing import Any
 
 import torch
 
-from diffsynth.config import TrainConfig
-from diffsynth.errors import UserError
-from diffsynth.models.checkpoints import build_module, load_state_dict, torch_dtype
-from diffsynth.training.flow_matching import FlowMatchSchedule
-from diffsynth.types import FamilyPipeline, ModelFiles
+from diffsynth.plugin import FamilyPipeline, FlowMatchSchedule, ModelFiles, RunContext, UserError, build_module, load_state_dict
 
 from . import configs
 
@@ -41,19 +37,19 @@ class QwenImageModules(FamilyPipeline):
         return self.modules["vae"]
 
 
-def load(models: ModelFiles, config: TrainConfig) -> QwenImageModules:
+def load(models: ModelFiles, context: RunContext) -> QwenImageModules:
     missing = [name for name in COMPONENTS if name not in models.components]
     if missing:
         raise UserError(f"qwen-image needs checkpoints for: {', '.join(missing)} (add them to --model_paths)")
     if models.tokenizer_path is None:
         raise UserError("qwen-image needs the Qwen2 tokenizer: pass --tokenizer_path (e.g. Qwen/Qwen-Image:tokenizer/)")
-    edit = "edit_image" in config.extra_input_names()
+    edit = "edit_image" in context.extra_inputs
     if edit and models.processor_path is None:
         raise UserError(
             "qwen-image with edit_image needs the Qwen2-VL processor: pass --processor_path "
             "(e.g. Qwen/Qwen-Image-Edit:processor/)"
         )
-    dtype = torch_dtype(config.dtype)
+    dtype = context.torch_dtype
     modules = {
         "dit": load_dit(models, dtype),
         "text_encoder": load_text_encoder(models, dtype),

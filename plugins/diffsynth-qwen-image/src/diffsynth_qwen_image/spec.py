@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from diffsynth.models.header import CheckpointHeader
-from diffsynth.spec import (
+from diffsynth.plugin import CheckpointHeader
+from diffsynth.plugin import (
     ComponentSpec,
     ExtraInputSpec,
     FamilySpec,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from diffsynth.errors import UserError
+from diffsynth.plugin import UserError
 
 # Special tokens of the real Qwen2.5-VL tokenizer, in their real id order (151643...).
 SPECIAL_TOKENS = (

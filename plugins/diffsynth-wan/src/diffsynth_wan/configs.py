@@ -6,8 +6,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from diffsynth.models.header import CheckpointHeader
-from diffsynth.types import CheckpointGroup
+from diffsynth.plugin import CheckpointHeader
+from diffsynth.plugin import CheckpointGroup
 
 # AutoencoderKLWan's defaults are the Wan2.1 VAE's; these are the Wan2.2 VAE's (48 channels).
 VAE22_LATENTS_MEAN = [

@@ -11,10 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from diffsynth.config import TrainConfig
-from diffsynth.data.media import resize_and_crop
-from diffsynth.errors import UserError
-from diffsynth.types import Sample, TrainingInputs
+from diffsynth.plugin import RunContext, Sample, TrainingInputs, UserError, resize_and_crop
 
 from .pipeline import WanModules
 
@@ -33,7 +30,7 @@ class WanConditioning:
     first_latent: torch.Tensor | None = None  # (B, C, 1, h, w) the given first frame (TI2V)
 
 
-def preprocess(pipe: WanModules, sample: Sample, config: TrainConfig) -> TrainingInputs:
+def preprocess(pipe: WanModules, sample: Sample, context: RunContext) -> TrainingInputs:
     frames = _frames(sample, multiple=pipe.vae.config.scale_factor_spatial * pipe.dit.config.patch_size[1])
     latents = encode_video(pipe, frames)
     cond = WanConditioning(prompt_embeds=encode_prompt(pipe, sample.prompt))

@@ -13,24 +13,6 @@ from __future__ import annotations
 
 import torch
 
-from diffsynth.config import TrainConfig
-from diffsynth.training.lora_export import LoraKeyFormat, lora_output_files
-from diffsynth.types import OutputFile, TrainedWeights
-
-from .convert import dit_name_to_original
-from .spec import NAME
-
-KEY_FORMAT = LoraKeyFormat(
-    prefix="diffusion_model.",
-    rename=dit_name_to_original,
-    description="diffusion_model.<original Wan module>.lora_A/lora_B.weight + .alpha",
-)
-
-
-def split(weights: TrainedWeights, config: TrainConfig) -> list[OutputFile] | None:
-    """The DiT LoRA in original Wan names (ComfyUI and diffusers load them); other components keep their keys."""
-    return lora_output_files(weights, config, NAME, "dit", KEY_FORMAT)
-
 
 
 def normalize(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:

@@ -7,11 +7,16 @@ from typing import Any
 
 import torch
 
-from diffsynth.config import TrainConfig
-from diffsynth.errors import UserError
-from diffsynth.models.checkpoints import build_module, load_state_dict, torch_dtype
-from diffsynth.training.flow_matching import FlowMatchSchedule
-from diffsynth.types import CheckpointGroup, FamilyPipeline, ModelFiles
+from diffsynth.plugin import (
+    CheckpointGroup,
+    FamilyPipeline,
+    FlowMatchSchedule,
+    ModelFiles,
+    RunContext,
+    UserError,
+    build_module,
+    load_state_dict,
+)
 
 from . import configs, convert
 
@@ -42,13 +47,13 @@ class WanModules(FamilyPipeline):
         return self.modules["vae"]
 
 
-def load(models: ModelFiles, config: TrainConfig) -> WanModules:
+def load(models: ModelFiles, context: RunContext) -> WanModules:
     missing = [name for name in REQUIRED if name not in models.components]
     if missing:
         raise UserError(f"wan needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
     if models.tokenizer_path is None:
         raise UserError("wan needs the umT5 tokenizer: pass --tokenizer_path (e.g. Wan-AI/Wan2.1-T2V-1.3B:google/umt5-xxl/)")
-    dtype = torch_dtype(config.dtype)
+    dtype = context.torch_dtype
     modules = {
         "dit": load_dit(models.components["dit"], dtype),
         "text_encoder": load_text_encoder(models.components["text_encoder"], dtype),
@@ -56,7 +61,7 @@ def load(models: ModelFiles, config: TrainConfig) -> WanModules:
     }
     if "image_encoder" in models.components:
         modules["image_encoder"] = load_image_encoder(models.components["image_encoder"], dtype)
-    mode = detect_mode(modules, "input_image" in config.extra_input_names())
+    mode = detect_mode(modules, "input_image" in context.extra_inputs)
     if mode == "i2v" and modules["dit"].config.image_dim is not None and "image_encoder" not in modules:
         raise UserError(f"this Wan I2V DiT takes CLIP image features: add {convert_hint()} to the model sources")
     from transformers import AutoTokenizer

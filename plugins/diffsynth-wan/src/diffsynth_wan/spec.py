@@ -6,8 +6,8 @@ the checkpoint holds (DiT input channels 16 / 36 / 48, image-embedding keys), ne
 
 from __future__ import annotations
 
-from diffsynth.models.header import CheckpointHeader
-from diffsynth.spec import (
+from diffsynth.plugin import CheckpointHeader
+from diffsynth.plugin import (
     ComponentSpec,
     ExtraInputSpec,
     FamilySpec,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from diffsynth.errors import UserError
+from diffsynth.plugin import UserError
 
 from . import convert
 from .spec import A14B_EXPERTS, CLIP_FILE, T5_FILE, VAE21_FILE, VAE22_FILE

@@ -1,0 +1,167 @@
+"""`Family`: the base class every model family subclasses (see docs/plugins.md).
+
+A family is an object, as llm's models are: its spec (plain data) plus typed methods that do one
+step each. The base class carries the pluggy hook implementations, so the hook specs stay the
+contract and a third-party plugin can still override one step of an existing family with its own
+`@hookimpl(tryfirst=True)`. Mistakes fail when the class is defined (so at `models list`, as a
+broken plugin): a method name that is no hook, a hook with other parameters than the base's, a
+required hook left out.
+
+Import-light: nothing here imports torch; put heavy imports inside the methods.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+from diffsynth.hookspecs import hookimpl
+from diffsynth.lora_format import DEFAULT_LORA_KEY_FORMAT, LoraKeyFormat
+from diffsynth.spec import FamilySpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffsynth.types import (
+        FamilyPipeline,
+        ModelFiles,
+        OutputFile,
+        RunContext,
+        Sample,
+        TrainedWeights,
+        TrainingInputs,
+    )
+
+#: Methods a family must write.
+REQUIRED = ("load_pipeline", "preprocess_inputs", "predict_flow")
+#: Methods with a default a family may replace.
+OPTIONAL = ("init_model", "compute_loss", "split_state_dict", "normalize_lora_state_dict")
+
+
+class FamilyDefinitionError(TypeError):
+    """A family class that does not fit the contract (raised when the class is defined)."""
+
+
+class Family:
+    """Subclass, set `spec`, write the three required methods; register an instance as the
+    entry point (`my-family = "my_package:plugin"` with `plugin = MyFamily()`)."""
+
+    spec: ClassVar[FamilySpec]
+    #: How the denoiser's LoRA keys are written (default: ComfyUI's `diffusion_model.` + alpha).
+    lora_key_format: ClassVar[LoraKeyFormat] = DEFAULT_LORA_KEY_FORMAT
+
+    # -- what a family writes ------------------------------------------------------------------
+
+    def load_pipeline(self, models: ModelFiles, context: RunContext) -> FamilyPipeline:
+        """Build the modules from the identified checkpoint files, on CPU, in `context.dtype`."""
+        raise NotImplementedError
+
+    def preprocess_inputs(self, pipeline: FamilyPipeline, sample: Sample, context: RunContext) -> TrainingInputs:
+        """A raw sample (PIL images, prompt, extra inputs) -> clean latents + conditioning,
+        computed on `pipeline.device` in `pipeline.dtype`."""
+        raise NotImplementedError
+
+    def predict_flow(
+        self, pipeline: FamilyPipeline, inputs: TrainingInputs, noisy_latents: torch.Tensor, sigmas: torch.Tensor
+    ) -> torch.Tensor:
+        """The denoiser's prediction of `noise - latents` at noise level `sigmas` (B,)."""
+        raise NotImplementedError
+
+    def init_model(self, preset: str, directory: Path, seed: int) -> None:
+        """Write a random model of `preset` to `directory` in the real repo's on-disk layout."""
+        from diffsynth.errors import UserError
+
+        raise UserError(f"{self.spec.name} has no presets to write")
+
+    def compute_loss(
+        self, pipeline: FamilyPipeline, inputs: TrainingInputs, context: RunContext, predict: Callable
+    ) -> torch.Tensor | None:
+        """A different objective than the core's flow-matching MSE (None: the core's)."""
+        return None
+
+    def split_state_dict(self, weights: TrainedWeights, context: RunContext) -> list[OutputFile] | None:
+        """Files to write (None: the core's, with `lora_key_format`)."""
+        return None
+
+    def normalize_lora_state_dict(
+        self, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]
+    ) -> dict[str, torch.Tensor]:
+        """A LoRA file in the family's original names -> the denoiser's module names."""
+        return state_dict
+
+    # -- checked when a subclass is defined ---------------------------------------------------
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "spec" in cls.__dict__ and not isinstance(cls.spec, FamilySpec):
+            raise FamilyDefinitionError(f"{cls.__name__}.spec must be a FamilySpec")
+        hooks = set(REQUIRED + OPTIONAL)
+        for name, value in cls.__dict__.items():
+            if name.startswith("_") or not callable(value) or isinstance(value, (staticmethod, classmethod, type)):
+                continue
+            if name not in hooks:
+                raise FamilyDefinitionError(
+                    f"{cls.__name__}.{name} is not a family hook (hooks: {', '.join(REQUIRED + OPTIONAL)}); "
+                    "name helpers with a leading underscore or move them to a module"
+                )
+            expected = list(inspect.signature(getattr(Family, name)).parameters)
+            given = list(inspect.signature(value).parameters)
+            if given != expected:
+                raise FamilyDefinitionError(
+                    f"{cls.__name__}.{name}({', '.join(given)}): expected ({', '.join(expected)})"
+                )
+        if "spec" in cls.__dict__:
+            missing = [n for n in REQUIRED if getattr(cls, n) is getattr(Family, n)]
+            if missing:
+                raise FamilyDefinitionError(f"{cls.__name__} does not write {', '.join(missing)}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.name!r})"
+
+    # -- the pluggy hook implementations (filtered on the family's name) ----------------------
+
+    def _mine(self, family: str) -> bool:
+        return family == self.spec.name
+
+    @hookimpl
+    def register_families(self, register: Callable[[FamilySpec], None]) -> None:
+        register(self.spec)
+
+    @hookimpl(specname="init_model")
+    def _init_model_hook(self, family, preset, directory, seed):
+        if not self._mine(family):
+            return None
+        self.init_model(preset, Path(directory), seed)
+        return True
+
+    @hookimpl(specname="load_pipeline")
+    def _load_pipeline_hook(self, family, models, context):
+        return self.load_pipeline(models, context) if self._mine(family) else None
+
+    @hookimpl(specname="preprocess_inputs")
+    def _preprocess_inputs_hook(self, family, pipeline, sample, context):
+        return self.preprocess_inputs(pipeline, sample, context) if self._mine(family) else None
+
+    @hookimpl(specname="predict_flow")
+    def _predict_flow_hook(self, family, pipeline, inputs, noisy_latents, sigmas):
+        return self.predict_flow(pipeline, inputs, noisy_latents, sigmas) if self._mine(family) else None
+
+    @hookimpl(specname="compute_loss")
+    def _compute_loss_hook(self, family, pipeline, inputs, context, predict):
+        return self.compute_loss(pipeline, inputs, context, predict) if self._mine(family) else None
+
+    @hookimpl(specname="split_state_dict")
+    def _split_state_dict_hook(self, family, weights, context):
+        if not self._mine(family):
+            return None
+        files = self.split_state_dict(weights, context)
+        if files is not None:
+            return files
+        from diffsynth.training.lora_export import lora_output_files
+
+        return lora_output_files(weights, self.spec.name, self.spec.denoiser, self.lora_key_format)
+
+    @hookimpl(specname="normalize_lora_state_dict")
+    def _normalize_lora_state_dict_hook(self, family, state_dict, metadata):
+        return self.normalize_lora_state_dict(state_dict, metadata) if self._mine(family) else None
