@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 #: Methods a family must write.
 REQUIRED = ("load_pipeline", "preprocess_inputs", "predict_flow")
 #: Methods with a default a family may replace.
-OPTIONAL = ("init_model", "compute_loss", "split_state_dict", "normalize_lora_state_dict")
+OPTIONAL = ("init_model", "plan_pipeline", "compute_loss", "split_state_dict", "normalize_lora_state_dict")
 
 
 class FamilyDefinitionError(TypeError):
@@ -73,6 +73,11 @@ class Family:
         from diffsynth.errors import UserError
 
         raise UserError(f"{self.spec.name} has no presets to write")
+
+    def plan_pipeline(self, variant: str | None, context: RunContext) -> FamilyPipeline | None:
+        """The real-size modules of `variant` on the meta device (no weights), for `diffsynth
+        plan`; None: the family cannot be planned."""
+        return None
 
     def compute_loss(
         self, pipeline: FamilyPipeline, inputs: TrainingInputs, context: RunContext, predict: Callable
@@ -138,6 +143,10 @@ class Family:
     @hookimpl(specname="load_pipeline")
     def _load_pipeline_hook(self, family, models, context):
         return self.load_pipeline(models, context) if self._mine(family) else None
+
+    @hookimpl(specname="plan_pipeline")
+    def _plan_pipeline_hook(self, family, variant, context):
+        return self.plan_pipeline(variant, context) if self._mine(family) else None
 
     @hookimpl(specname="preprocess_inputs")
     def _preprocess_inputs_hook(self, family, pipeline, sample, context):

@@ -67,6 +67,15 @@ def load_pipeline(family: str, models: ModelFiles, context: RunContext) -> Famil
     """
 
 
+@hookspec(firstresult=True)
+def plan_pipeline(family: str, variant: str | None, context: RunContext) -> FamilyPipeline | None:
+    """The real-size modules of `variant` (None: the family's first) built on the meta device,
+    without weights, with whatever `preprocess_inputs` needs besides (tokenizers, processors),
+    from the real configs the family ships. `diffsynth plan` runs one training step of it under
+    fake tensors to measure memory. Stops at the first non-None result.
+    """
+
+
 # ---------------------------------------------------------------------------------------------
 # Training step
 # ---------------------------------------------------------------------------------------------
