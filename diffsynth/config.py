@@ -26,6 +26,12 @@ DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT, CHECKPOINTS = (
     "Output",
     "Checkpoints",
 )
+OPTIMIZER, TIMESTEPS = "Optimizer and schedule", "Timesteps"
+
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal", "sigmoid", "shift", "flux_shift")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear", "cosine_with_restarts")
+OPTIMIZERS = ("adamw", "adamw8bit", "prodigy", "adafactor", "came")
+LORA_TYPES = ("lora", "lokr", "loha", "dora")
 
 
 DEFAULT_LORA_RANK = 32
@@ -52,6 +58,12 @@ class TrainConfig:
     dataset_num_workers: int = opt(0, "DataLoader worker processes.", DATASET)
     extra_inputs: str | None = opt(
         None, "Comma-separated extra conditioning columns the family consumes (e.g. edit_image).", DATASET
+    )
+    caption_dropout_rate: float = opt(
+        0.0,
+        "Replace the prompt by the empty prompt with this probability (decided per seed, epoch and position "
+        "in the data order, so a resumed run drops the same ones).",
+        DATASET,
     )
     # --- Resolution ---
     height: int | None = opt(None, "Fixed image height (with --width); else dynamic resolution.", RESOLUTION)
@@ -82,8 +94,10 @@ class TrainConfig:
         None, "modelscope or huggingface (default: $DIFFSYNTH_DOWNLOAD_SOURCE or modelscope).", MODELS
     )
     # --- Training ---
-    learning_rate: float = opt(1e-4, "AdamW learning rate (constant; no hidden warm-up or warm-down).", TRAINING)
-    weight_decay: float = opt(0.01, "AdamW weight decay.", TRAINING)
+    learning_rate: float = opt(
+        1e-4, "Learning rate (constant unless --lr_scheduler says otherwise; no hidden warm-up or warm-down).", TRAINING
+    )
+    weight_decay: float = opt(0.01, "Optimizer weight decay.", TRAINING)
     num_epochs: int = opt(1, "Passes over the (repeated) dataset.", TRAINING)
     max_steps: int | None = opt(None, "Stop after this many optimizer steps.", TRAINING)
     gradient_accumulation_steps: int = opt(1, "Micro-batches per optimizer step.", TRAINING)
@@ -100,6 +114,51 @@ class TrainConfig:
     )
     dtype: str = opt("auto", "Weight/compute dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16.", TRAINING)
     find_unused_parameters: bool = opt(False, "Pass find_unused_parameters to DDP.", TRAINING)
+    ema_decay: float | None = opt(
+        None,
+        "Keep an exponential moving average of the trained weights (ema = d*ema + (1-d)*w after each optimizer "
+        "step, e.g. 0.999) and save it next to the raw weights as <name>-ema.safetensors.",
+        TRAINING,
+    )
+    # --- Optimizer and schedule ---
+    optimizer: str = opt(
+        "adamw",
+        "adamw (torch), adamw8bit (bitsandbytes, GPU), prodigy (prodigyopt), adafactor (transformers), "
+        "came (came-pytorch).",
+        OPTIMIZER,
+    )
+    optimizer_args: str | None = opt(
+        None,
+        'Extra optimizer arguments as space-separated key=value pairs, e.g. "betas=0.9,0.99 d_coef=2"; '
+        "values are Python literals (numbers, True/False, tuples) or text.",
+        OPTIMIZER,
+    )
+    max_grad_norm: float = opt(
+        0.0, "Clip the gradient norm to this value before each optimizer step (0 = off, as DiffSynth-Studio).", OPTIMIZER
+    )
+    lr_scheduler: str = opt(
+        "constant",
+        "Learning-rate schedule (diffusers' get_scheduler): constant, constant_with_warmup, cosine, linear, "
+        "cosine_with_restarts.",
+        OPTIMIZER,
+    )
+    lr_warmup_steps: int = opt(0, "Optimizer steps of linear warm-up from 0 (with a schedule that warms up).", OPTIMIZER)
+    lr_num_cycles: int = opt(1, "Hard restarts of cosine_with_restarts.", OPTIMIZER)
+    # --- Timesteps ---
+    timestep_sampling: str = opt(
+        "uniform",
+        "How training draws sigmas (musubi-tuner's names): uniform (the family's schedule grid, DiffSynth-Studio's), "
+        "logit_normal (sigmoid of N(--logit_mean, --logit_std)), sigmoid (sigmoid of --sigmoid_scale * N(0,1)), "
+        "shift (sigmoid, then shifted by --discrete_flow_shift), flux_shift (sigmoid, then shifted by the "
+        "resolution-dependent shift of the FLUX pipeline).",
+        TIMESTEPS,
+    )
+    discrete_flow_shift: float = opt(1.0, "Shift s of --timestep_sampling shift: sigma' = s*sigma / (1 + (s-1)*sigma).", TIMESTEPS)
+    sigmoid_scale: float = opt(
+        1.0, "Scale of the normal sample before the sigmoid (sigmoid, shift, flux_shift); larger = flatter.", TIMESTEPS
+    )
+    logit_mean: float = opt(0.0, "Mean of the normal in --timestep_sampling logit_normal.", TIMESTEPS)
+    logit_std: float = opt(1.0, "Standard deviation of the normal in --timestep_sampling logit_normal.", TIMESTEPS)
     # --- LoRA ---
     lora_base_model: str | None = opt(None, "Component to add a LoRA to (e.g. dit). Omit for full training.", LORA)
     lora_target_modules: str | None = opt(
@@ -108,6 +167,15 @@ class TrainConfig:
     lora_rank: int | None = opt(None, "LoRA rank (default 32, or the rank of --lora_checkpoint).", LORA)
     lora_alpha: float | None = opt(
         None, "LoRA alpha (default: equal to the rank, scale 1; or the alpha of --lora_checkpoint).", LORA
+    )
+    lora_type: str = opt(
+        "lora",
+        "Adapter kind (peft): lora, lokr (Kronecker product), loha (Hadamard product), dora (weight-decomposed LoRA). "
+        "See docs/recipes.md for which tools load each.",
+        LORA,
+    )
+    lokr_factor: int = opt(
+        -1, "LoKr: the Kronecker factor of each weight dimension (peft's decompose_factor; -1 = as square as possible).", LORA
     )
     lora_checkpoint: str | None = opt(
         None, "Continue training this LoRA file (ours, peft, DiffSynth-Studio, diffusers, ComfyUI/kohya formats).", LORA

@@ -31,6 +31,12 @@ class RunContext:
     download_source: str | None = None
     #: The fraction of the noise schedule trained on, from the noisy end (min, max).
     timestep_boundaries: tuple[float, float] = (0.0, 1.0)
+    #: How the core's loss draws sigmas (`--timestep_sampling`, diffsynth.training.timesteps).
+    timestep_sampling: str = "uniform"
+    discrete_flow_shift: float = 1.0
+    sigmoid_scale: float = 1.0
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -47,6 +53,11 @@ class RunContext:
             options=options,
             download_source=config.download_source,
             timestep_boundaries=(config.min_timestep_boundary, config.max_timestep_boundary),
+            timestep_sampling=getattr(config, "timestep_sampling", "uniform"),
+            discrete_flow_shift=getattr(config, "discrete_flow_shift", 1.0),
+            sigmoid_scale=getattr(config, "sigmoid_scale", 1.0),
+            logit_mean=getattr(config, "logit_mean", 0.0),
+            logit_std=getattr(config, "logit_std", 1.0),
         )
 
 

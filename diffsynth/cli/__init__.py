@@ -27,14 +27,32 @@ def build_app() -> typer.Typer:
         name="diffsynth",
         help="One trainer for every diffusion model family.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
         pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
+    app.callback()(_root_options)
     app.add_typer(models_app(registry), name="models")
     app.add_typer(build_train_app(registry), name="train")
     app.add_typer(dataset_app(registry), name="dataset")
     register_download(app, registry)
     return app
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from diffsynth import __version__
+
+        typer.echo(f"diffsynth {__version__}")
+        raise typer.Exit()
+
+
+def _root_options(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_show_version, metavar=""
+    ),
+) -> None:
+    """One trainer for every diffusion model family."""
 
 
 def _fail(message: str, code: int) -> None:

@@ -43,7 +43,11 @@ def _plain_type(annotation: Any) -> Any:
 
 def option_parameter(name: str, annotation: Any, default: Any, help: str, panel: str) -> inspect.Parameter:
     kind = _plain_type(annotation)
-    option = typer.Option(*_flag_names(name), help=help, rich_help_panel=panel, show_default=default is not None)
+    # an on/off switch takes no value: no metavar (typer would print `<bool>` as if it took one)
+    extra = {"metavar": ""} if kind is bool else {}
+    option = typer.Option(
+        *_flag_names(name), help=help, rich_help_panel=panel, show_default=default is not None, **extra
+    )
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
     )
@@ -59,6 +63,25 @@ def _family_parameters(family: FamilySpec) -> list[inspect.Parameter]:
     return params
 
 
+CONFIG_PANEL = "Config file"
+
+
+def config_file_parameters() -> list[inspect.Parameter]:
+    """`--config run.toml` and `--print_config` (CLI only: not run options, not in training_args.json)."""
+    return [
+        option_parameter(
+            "config", str | None, None,
+            "TOML file of options (flag names as keys, underscore or dashed); flags given on the command line win.",
+            CONFIG_PANEL,
+        ),
+        option_parameter(
+            "print_config", bool, False,
+            "Print the effective options (config file + command line) as TOML and exit without training.",
+            CONFIG_PANEL,
+        ),
+    ]
+
+
 def make_train_command(registry: FamilyRegistry, family: FamilySpec) -> Callable[..., None]:
     """A function whose signature typer turns into the family's `train` command."""
     hints = typing.get_type_hints(TrainConfig)
@@ -67,9 +90,22 @@ def make_train_command(registry: FamilyRegistry, family: FamilySpec) -> Callable
         option_parameter(f.name, hints[f.name], f.default, f.metadata["help"], f.metadata["panel"]) for f in core_fields
     ]
     params += _family_parameters(family)
+    params += config_file_parameters()
     family_option_names = [o.name for o in family.options]
+    kinds = {p.name: typing.get_args(p.annotation)[0] for p in params}
+    # typer hands the click context to a parameter annotated typer.Context (to tell flags given on
+    # the command line from defaults, for --config)
+    params.insert(0, inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
 
-    def command(**kwargs: Any) -> None:
+    def command(ctx: typer.Context, **kwargs: Any) -> None:
+        from diffsynth.cli.config_file import apply_config_file, effective_toml
+
+        kwargs = apply_config_file(ctx, kwargs, kinds, family.name)
+        if kwargs.pop("print_config"):
+            kwargs.pop("config")
+            typer.echo(effective_toml(kwargs, [f.name for f in core_fields] + family_option_names), nl=False)
+            return
+        kwargs.pop("config")
         config = TrainConfig(**{f.name: kwargs[f.name] for f in core_fields})
         config.family = family.name
         config.family_options = {n: kwargs[n] for n in family_option_names}

@@ -12,6 +12,7 @@ from typing import Any
 import torch.utils.data
 
 from diffsynth.config import TrainConfig
+from diffsynth.data.mask import MASK_COLUMN
 from diffsynth.data.media import (
     check_fixed_size,
     load_image,
@@ -89,7 +90,10 @@ class DatasetOptions:
         )
 
     def for_table(self, table: MetadataTable) -> DatasetOptions:
-        """These options with default file keys narrowed to the columns `table` has."""
+        """These options with default file keys narrowed to the columns `table` has, and a `mask`
+        column (masked loss, diffsynth.data.mask) loaded after them when the table has one."""
+        if MASK_COLUMN in table.columns and self.file_keys and MASK_COLUMN not in self.file_keys:
+            return replace(self, file_keys=(*self.file_keys, MASK_COLUMN)).for_table(table)
         if not self.skip_absent_keys:
             return self
         present = tuple(k for k in self.file_keys if k in table.columns)

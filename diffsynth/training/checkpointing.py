@@ -60,6 +60,8 @@ class LoadedCheckpoint:
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     torch_rng: dict[str, torch.Tensor]
+    #: `--ema_decay`'s averaged weights (ema.safetensors), None when the run kept none.
+    ema: dict[str, torch.Tensor] | None = None
 
 
 # -- RNG ------------------------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class CheckpointStore:
         optimizer: dict[str, Any],
         scheduler: dict[str, Any],
         limit: int | None = None,
+        ema: dict[str, torch.Tensor] | None = None,
     ) -> Path:
         """Write `step-N/` atomically, point `latest` at it, keep the newest `limit`.
 
@@ -184,6 +187,8 @@ class CheckpointStore:
             rng_plain, rng_tensors = capture_rng()
             save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
             save_file(rng_tensors, str(tmp / "rng.safetensors"))
+            if ema is not None:
+                save_file({k: v.detach().cpu().contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
             torch.save(optimizer, tmp / "optimizer.pt")
             torch.save(scheduler, tmp / "scheduler.pt")
             state = CheckpointState(FORMAT_VERSION, position, fingerprint, rng_plain)
@@ -230,6 +235,7 @@ def load_checkpoint(path: Path, flag: str = "--resume_from_checkpoint") -> Loade
         optimizer=_read_part(path / "optimizer.pt", flag),
         scheduler=_read_part(path / "scheduler.pt", flag),
         torch_rng=_read_part(path / "rng.safetensors", flag),
+        ema=_read_part(path / "ema.safetensors", flag) if (path / "ema.safetensors").is_file() else None,
     )
 
 

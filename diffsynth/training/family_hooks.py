@@ -30,12 +30,13 @@ from diffsynth.types import (
 
 
 def flow_matching_loss(pipeline: FamilyPipeline, inputs: TrainingInputs, context: RunContext, predict) -> torch.Tensor:
-    """The core's loss: noise the latents at a sigma from the family's schedule (within the
-    context's timestep boundaries) and regress the prediction onto `noise - latents`."""
+    """The core's loss: noise the latents at a sigma drawn as `context.timestep_sampling` says
+    (default: uniform on the family's schedule, within the context's timestep boundaries) and
+    regress the prediction onto `noise - latents`."""
+    from diffsynth.training.timesteps import sample_sigmas
+
     latents = inputs.latents
-    low, high = context.timestep_boundaries
-    sigmas = pipeline.schedule.sample_training_sigmas(latents.shape[0], min_boundary=low, max_boundary=high)
-    sigmas = sigmas.to(latents.device)
+    sigmas = sample_sigmas(pipeline.schedule, latents, context).to(latents.device)
     noise = torch.randn_like(latents)
     prediction = predict(fm.add_noise(latents, noise, sigmas), sigmas)
     return fm.flow_matching_loss(prediction, fm.flow_target(latents, noise), inputs.loss_mask)

@@ -149,3 +149,88 @@ def merge_lora(module: torch.nn.Module, lora: LoraLayers, component: str) -> int
             f"{component} (e.g. {', '.join(missing[:3])})"
         )
     return merged
+
+
+# -- export of the other adapter kinds (--lora_type lokr / loha / dora) ---------------------------
+
+#: Where each kind's file loads, for the model card and docs/recipes.md.
+WHERE_IT_LOADS = {
+    "lora": "diffusers (`pipe.load_lora_weights`) and ComfyUI's LoRA loader",
+    "lokr": "ComfyUI's LoRA loader and LyCORIS/kohya tools (LyCORIS `lokr_w1`/`lokr_w2` keys); "
+    "not diffusers, whose LoRA loader reads LoRA keys only",
+    "loha": "ComfyUI's LoRA loader and LyCORIS/kohya tools (LyCORIS `hada_w1_a`... keys); "
+    "not diffusers, whose LoRA loader reads LoRA keys only",
+    "dora": "diffusers (peft DoRA: `lora_magnitude_vector` keys turn on use_dora) and peft; "
+    "not ComfyUI, whose DoRA (`dora_scale`) normalises the other axis of the weight",
+}
+
+_PROBE_PARTS = (".lora_A.weight", ".lora_B.weight")
+
+
+def _split_by_module(tensors: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """`blocks.0.to_q.lokr_w1` -> {"blocks.0.to_q": {"lokr_w1": ...}} (DoRA's `lora_A.weight` too)."""
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    pattern = re.compile(r"^(.*)\.((?:lora_|lokr_|hada_)[A-Za-z0-9_]+(?:\.weight)?)$")
+    for key, value in tensors.items():
+        match = pattern.match(key)
+        if match is None:
+            raise UserError(f"unexpected adapter tensor {key!r}")
+        out.setdefault(match.group(1), {})[match.group(2)] = value
+    return out
+
+
+def _kind_tensors(lora_type: str, parts: dict[str, torch.Tensor], rank: int, alpha: float) -> dict[str, torch.Tensor]:
+    """One module's tensors in the file's names (suffixes after `<prefix><module>.`), so that the
+    loaders' delta equals peft's (scale alpha / rank)."""
+    scalar = lambda v: torch.tensor(float(v), dtype=torch.float32)  # noqa: E731
+    if lora_type == "dora":
+        return {
+            "lora_A.weight": parts["lora_A.weight"], "lora_B.weight": parts["lora_B.weight"],
+            "lora_magnitude_vector": parts["lora_magnitude_vector.weight"], "alpha": scalar(alpha),
+        }
+    if lora_type == "loha":  # ComfyUI/LyCORIS: (w1a @ w1b) * (w2a @ w2b) * alpha / rank, as peft
+        return {**parts, "alpha": scalar(alpha)}
+    # lokr: ComfyUI/LyCORIS scale a factor given as a product (w*_a @ w*_b) by alpha / rank, full
+    # factors by 1; peft scales kron(w1, w2) by alpha / rank always. With no product factor the
+    # scale is folded into w1 and alpha written as the rank (scale 1 for every alpha/rank reader).
+    out = dict(parts)
+    if any(k in parts for k in ("lokr_w1_a", "lokr_w2_a")):
+        out["alpha"] = scalar(alpha)
+    else:
+        out["lokr_w1"] = parts["lokr_w1"] * (alpha / rank)
+        out["alpha"] = scalar(rank)
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def adapter_output_files(split, weights, lora_type: str) -> list:
+    """The files of a trained adapter. Plain LoRA: the family's split, unchanged. LoKr, LoHa,
+    DoRA: the family's split decides the files and each module's name in them (its prefix and
+    renaming, learnt by sending it one numbered LoRA pair per module), then the adapter's own
+    tensors are written under those names with their kind's suffixes."""
+    from dataclasses import replace
+
+    if lora_type == "lora" or weights.kind != "lora":
+        return split(weights)
+    component = next(c for c, t in weights.tensors.items() if any(re.search(r"\.(lora_|lokr_|hada_)", k) for k in t))
+    modules = _split_by_module(weights.tensors[component])
+    names = sorted(modules)
+    probe = {}
+    for i, name in enumerate(names):
+        probe[f"{name}.lora_A.weight"] = torch.full((1, 1), float(i))
+        probe[f"{name}.lora_B.weight"] = torch.full((1, 1), float(i))
+    files = split(replace(weights, tensors={**weights.tensors, component: probe}))
+    rank, alpha = int(weights.lora_rank or 1), float(weights.lora_alpha if weights.lora_alpha is not None else weights.lora_rank or 1)
+    for out in files:
+        stems = {k[: -len(".lora_A.weight")]: int(v.flatten()[0].item()) for k, v in out.tensors.items() if k.endswith(".lora_A.weight") and v.numel() == 1}
+        if len(stems) != len(names) or sorted(stems.values()) != list(range(len(names))):
+            continue
+        tensors = {k: v for k, v in out.tensors.items() if not any(k.startswith(f"{s}.") for s in stems)}
+        for stem, i in stems.items():
+            for suffix, tensor in _kind_tensors(lora_type, modules[names[i]], rank, alpha).items():
+                tensors[f"{stem}.{suffix}"] = tensor
+        out.tensors = tensors
+        out.metadata = {**out.metadata, "lora_type": lora_type,
+                        "lora_key_format": f"<prefix><module>.<{lora_type} tensors> + .alpha"}
+        return files
+    raise UserError(f"--lora_type {lora_type}: the family's split_state_dict does not write one key per LoRA module; "
+                    "this family can export plain LoRA only")

@@ -136,6 +136,8 @@ def apply_plan(
             plan.lora_targets,
             config.effective_lora_rank(),
             config.effective_lora_alpha(),
+            lora_type=config.lora_type,
+            lokr_factor=config.lokr_factor,
         )
         if resume_lora is not None:
             count = load_into_lora(pipeline.modules[plan.lora_component], resume_lora, plan.lora_component)

@@ -40,8 +40,10 @@ from diffsynth.training.checkpointing import (
 from diffsynth.training.distributed import dump_rank_weights, expose_module_attributes
 from diffsynth.training.family_hooks import FamilyHooks
 from diffsynth.training.loader import LoadFailure, make_loader
-from diffsynth.training.lora_io import LoraLayers
+from diffsynth.training.lora_io import LoraLayers, adapter_output_files
+from diffsynth.training.optim import validate_recipe
 from diffsynth.training.model_card import model_card
+from diffsynth.training.recipes import RunRecipe, card_note
 from diffsynth.training.outputs import RunOutputs, prepare_output_dir
 from diffsynth.training.precision import activations_offloaded
 from diffsynth.training.progress import TrainingProgress
@@ -92,6 +94,7 @@ def validate(config: TrainConfig, family: FamilySpec) -> None:
     if not 0.0 <= config.min_timestep_boundary < config.max_timestep_boundary <= 1.0:
         raise UserError("--min_timestep_boundary/--max_timestep_boundary: expected 0 <= min < max <= 1")
     _validate_ranges(config)
+    validate_recipe(config)
     _validate_components(config, family)
     _validate_files(config)
     config.dtype = resolve_dtype(config.dtype)
@@ -159,6 +162,7 @@ class PreparedRun:
     started: float = field(default_factory=time.perf_counter)
     nonfinite_skipped: int = 0
     last_checkpoint: Path | None = None
+    recipe: RunRecipe | None = None  # EMA, grad clipping, caption dropout (diffsynth.training.recipes)
 
 
 class Trainer:
@@ -236,6 +240,10 @@ class Trainer:
             "seed": c.seed,
             "world_size": world_size,
         }
+        if plan.lora_component and c.lora_type != "lora":  # absent for plain LoRA: older checkpoints match
+            fp["lora_type"] = c.lora_type
+        if c.ema_decay is not None:
+            fp["ema_decay"] = c.ema_decay
         return json.loads(json.dumps(fp))  # the form it has after a round trip through state.json
 
     # -- the run ------------------------------------------------------------------------------
@@ -268,6 +276,7 @@ class Trainer:
             sources = [s.spec for s in model_sources(self.family, config)]
             run.outputs.write_model_card(
                 model_card(self.family, config, result.files, result.steps, sources, run.plan.lora_targets)
+                + card_note(config)
             )
         dump_rank_weights(self._trainable_tensors(run), run.accelerator.process_index)
         run.accelerator.end_training()
@@ -305,9 +314,10 @@ class Trainer:
         for module in pipeline.modules.values():
             module.to(accelerator.device)
         pipeline.device = accelerator.device
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        # constant LR, explicitly: no hidden warm-up/down (DiffSynth's ConstantLR runs 5 steps at lr/3)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        # --optimizer (AdamW by default) and --lr_scheduler (constant by default, explicitly: no hidden
+        # warm-up/down; DiffSynth's ConstantLR runs 5 steps at lr/3), see diffsynth.training.optim
+        recipe = RunRecipe.for_run(config, self.family, dataset, accelerator, params)
+        optimizer, scheduler = recipe.optimizer, recipe.scheduler
         *modules, optimizer, scheduler = accelerator.prepare(
             *[pipeline.modules[n] for n in plan.components], optimizer, scheduler
         )
@@ -329,6 +339,7 @@ class Trainer:
         if resume is not None:
             check_fingerprint(resume, fingerprint)
             self._restore(resume, pipeline, plan, optimizer, scheduler, accelerator)
+            recipe.restore(resume)
             start = resume.state.position
         if accelerator.is_main_process:
             store.clean_incomplete()
@@ -342,6 +353,7 @@ class Trainer:
         return PreparedRun(
             accelerator, pipeline, plan, params, optimizer, scheduler, sampler, loader, outputs, store,
             fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
+            recipe=recipe.track(pipeline, plan, accelerator),
         )
 
     def _state_dicts(self, run: PreparedRun) -> dict[str, dict[str, torch.Tensor]]:
@@ -387,7 +399,9 @@ class Trainer:
             if isinstance(sample, LoadFailure):
                 raise UserError(sample.message)
             with accelerator.accumulate(*modules), activations_offloaded(config.use_gradient_checkpointing_offload):
+                run.recipe.drop_caption(sample, epoch, accelerator.process_index, consumed)
                 inputs = self.hooks.preprocess(pipeline, sample, self.context, with_grad=train_preprocess)
+                run.recipe.mask(inputs, sample)
                 loss = self.hooks.loss(pipeline, inputs, self.context)
                 value = float(loss.detach().float().item())
                 if math.isfinite(value):
@@ -396,15 +410,17 @@ class Trainer:
                 else:
                     self._nonfinite(run, value, result.steps + 1, sample)
                 rows.append(sample.index)
+                run.recipe.clip_gradients(run.params)
+                lr = run.scheduler.get_last_lr()[0]  # the rate this step uses
                 run.optimizer.step()
                 run.scheduler.step()
                 run.optimizer.zero_grad(set_to_none=True)
             if not accelerator.sync_gradients:
                 continue
+            run.recipe.after_step()
             result.steps += 1
             value = sum(micro_losses) / len(micro_losses) if micro_losses else float("nan")
             result.losses.append(value)
-            lr = run.scheduler.get_last_lr()[0]
             smooth = progress.advance(value, lr)
             if accelerator.is_main_process:
                 run.outputs.append_loss(
@@ -454,6 +470,7 @@ class Trainer:
                 run.optimizer.state_dict(),
                 run.scheduler.state_dict(),
                 limit=self.config.checkpoints_total_limit,
+                ema=run.recipe.ema_state(),
             )
         return run.last_checkpoint
 
@@ -474,4 +491,9 @@ class Trainer:
         if not run.accelerator.is_main_process:
             return []
         weights = trained_weights(run.plan, states, self.config)
-        return run.outputs.write_weights(stem, self.hooks.split(weights, self.context))
+        split = lambda w: self.hooks.split(w, self.context)  # noqa: E731
+        written = run.outputs.write_weights(stem, adapter_output_files(split, weights, self.config.lora_type))
+        if run.recipe.ema is not None:  # the average, through the same split: it loads where the raw file does
+            averaged = trained_weights(run.plan, run.recipe.ema.component_states(states), self.config)
+            written += run.outputs.write_weights(f"{stem}-ema", adapter_output_files(split, averaged, self.config.lora_type))
+        return written
