@@ -14,7 +14,6 @@ import os
 import random
 import re
 import shutil
-import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,6 @@ FORMAT_VERSION = 1
 STATE_FILE = "state.json"
 LATEST_FILE = "latest"
 STEP_NAME = re.compile(r"step-\d+")
-#: Test hook: `checkpoint-before-rename` kills the process between writing and renaming.
-FAULT_ENV = "DIFFSYNTH_FAULT"
 
 
 @dataclass(frozen=True)
@@ -162,6 +159,17 @@ class CheckpointStore:
             f"{instead} pass --overwrite to start afresh"
         )
 
+    def _publish(self, tmp: Path, final: Path) -> None:
+        """Rename a complete checkpoint folder into place, then point `latest` at it."""
+        if final.exists():  # the same step saved by an earlier, interrupted attempt
+            old = self.root / f".incomplete-old-{final.name}-{os.getpid()}"
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+        atomic_write_text(self.root / LATEST_FILE, final.name + "\n")
+
     def save(
         self,
         position: TrainingPosition,
@@ -194,16 +202,7 @@ class CheckpointStore:
             state = CheckpointState(FORMAT_VERSION, position, fingerprint, rng_plain)
             (tmp / STATE_FILE).write_text(json.dumps(asdict(state), indent=1))  # last: marks completeness
             _fsync_tree(tmp)
-            if os.environ.get(FAULT_ENV) == "checkpoint-before-rename":
-                os.kill(os.getpid(), signal.SIGKILL)
-            if final.exists():  # the same step saved by an earlier, interrupted attempt
-                old = self.root / f".incomplete-old-{final.name}-{os.getpid()}"
-                final.rename(old)
-                tmp.rename(final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(final)
-            atomic_write_text(self.root / LATEST_FILE, final.name + "\n")
+            self._publish(tmp, final)
         except write_errors() as exc:  # torch/safetensors wrap ENOSPC/EFBIG in their own types
             for tmp in self.root.glob(f".incomplete-step-*-{os.getpid()}"):
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -1,15 +1,8 @@
-"""Multi-process details: wrapped modules that still look like the family's module, and a
-per-rank dump of the trained weights for tests."""
+"""Multi-process details: wrapped modules that still look like the family's module."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
-
-#: Test hook: each rank writes its trainable tensors to `<dir>/rank-<i>.safetensors` at the end.
-RANK_DUMP_ENV = "DIFFSYNTH_RANK_DUMP"
 
 
 def _module_getattr(self: torch.nn.Module, name: str):
@@ -27,13 +20,3 @@ def expose_module_attributes(wrapped: torch.nn.Module, module: torch.nn.Module) 
     cls = type(wrapped)
     wrapped.__class__ = type(cls.__name__, (cls,), {"__getattr__": _module_getattr})
     return wrapped
-
-
-def dump_rank_weights(tensors: dict[str, torch.Tensor], rank: int) -> None:
-    folder = os.environ.get(RANK_DUMP_ENV)
-    if not folder:
-        return
-    from safetensors.torch import save_file
-
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(Path(folder) / f"rank-{rank}.safetensors"))

@@ -37,7 +37,7 @@ from diffsynth.training.checkpointing import (
     load_checkpoint,
     restore_rng,
 )
-from diffsynth.training.distributed import dump_rank_weights, expose_module_attributes
+from diffsynth.training.distributed import expose_module_attributes
 from diffsynth.training.family_hooks import FamilyHooks
 from diffsynth.training.loader import LoadFailure, make_loader
 from diffsynth.training.lora_io import LoraLayers, adapter_output_files
@@ -278,7 +278,6 @@ class Trainer:
                 model_card(self.family, config, result.files, result.steps, sources, run.plan.lora_targets)
                 + card_note(config)
             )
-        dump_rank_weights(self._trainable_tensors(run), run.accelerator.process_index)
         run.accelerator.end_training()
         return result
 

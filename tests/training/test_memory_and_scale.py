@@ -65,10 +65,10 @@ def test_checkpoint_offload_gives_the_same_losses(tmp_path, offline):
 def test_two_processes_train_one_model_and_write_one_set_of_files(tmp_path, toy_models):
     out, dump = tmp_path / "out", tmp_path / "ranks"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "diffsynth", "train", "toy",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "diffsynth.testing.rank_dump", str(dump), "train", "toy",
            "--dataset_base_path", str(EXAMPLE_DATA), "--lora_base_model", "dit", "--lora_rank", "4",
            "--learning_rate", "1e-2", "--dataset_repeat", "2", "--output_path", str(out), "--find_unused_parameters"]
-    env = cli_env(DIFFSYNTH_MODEL_BASE_PATH=str(toy_models), DIFFSYNTH_RANK_DUMP=str(dump))
+    env = cli_env(DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "process 0 of 2" in result.stdout and "process 1 of 2" in result.stdout

@@ -36,9 +36,10 @@ def log_steps(out: Path) -> int:
         return 0
 
 
-def start(out: Path, models: Path, **env: str) -> subprocess.Popen:
+def start(out: Path, models: Path, module: str = "diffsynth", **env: str) -> subprocess.Popen:
+    cmd = train_cmd(out, "--resume_from_checkpoint", "latest")
     return subprocess.Popen(
-        train_cmd(out, "--resume_from_checkpoint", "latest"),
+        [cmd[0], "-m", module, *cmd[3:]],
         env=cli_env(DIFFSYNTH_MODEL_BASE_PATH=str(models), **env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -84,7 +85,7 @@ def test_sigkill_at_random_points_and_inside_a_save_resume_exactly(reference, to
         proc.wait()
     # killed inside a save, between writing the new checkpoint and renaming it into place
     before = (out / "checkpoints" / "latest").read_text()
-    proc = start(out, toy_models, DIFFSYNTH_FAULT="checkpoint-before-rename")
+    proc = start(out, toy_models, module="killed_before_rename")  # tests/plugins/killed_before_rename.py
     proc.wait(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     assert (out / "checkpoints" / "latest").read_text() == before

@@ -46,11 +46,11 @@ def test_lora_plus_full_text_encoder_split_into_two_loadable_files(tmp_path, mod
 def test_two_processes_on_cpu(tmp_path, model_base):
     out, dump = tmp_path / "out", tmp_path / "ranks"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "diffsynth", "train", "qwen-image",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "diffsynth.testing.rank_dump", str(dump), "train", "qwen-image",
            "--dataset_base_path", str(DATA), "--max_pixels", "4096", "--lora_base_model", "dit", "--lora_rank", "4",
            "--learning_rate", "1e-3", "--output_path", str(out), "--find_unused_parameters"]
     env = dict(os.environ, DIFFSYNTH_MODEL_BASE_PATH=str(model_base), DIFFSYNTH_SKIP_DOWNLOAD="True",
-               DIFFSYNTH_RANK_DUMP=str(dump), OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1")
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "process 0 of 2" in result.stdout and "process 1 of 2" in result.stdout
