@@ -1,0 +1,70 @@
+"""Fake tensors for a pipeline built on the meta device: shapes and dtypes, no data.
+
+Parameters and buffers become `FakeTensor`s on a fake CPU device, so the families' own code
+(`.to(pipeline.device)`, dtype casts, tokenizer outputs) runs unchanged. Small tensors made
+from data (token ids, attention masks) are kept as constants, so code that looks at their
+values (`mask.all()`, `hidden[mask]`, sequence lengths) sees the real values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch._subclasses import fake_tensor
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+#: Tensors of at most this many elements built from data (`torch.tensor(...)`: token ids,
+#: masks) keep their values; torch's default (1) would make a mask's values unknown.
+CONSTANT_ELEMENTS = 1 << 16
+
+
+@contextlib.contextmanager
+def fake_mode() -> Iterator[FakeTensorMode]:
+    """A `FakeTensorMode` (real tensors allowed as inputs) with data-made constants kept."""
+    previous = fake_tensor.CONSTANT_NUMEL_LIMIT
+    fake_tensor.CONSTANT_NUMEL_LIMIT = CONSTANT_ELEMENTS
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            yield mode
+    finally:
+        fake_tensor.CONSTANT_NUMEL_LIMIT = previous
+
+
+def _fake_like(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """An empty tensor like `tensor` (call inside the fake mode: it allocates nothing)."""
+    return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device=device)
+
+
+def make_fake(module: torch.nn.Module, device: torch.device, done: dict[int, torch.Tensor] | None = None) -> None:
+    """Replace `module`'s parameters and buffers (meta or real) by fake tensors on `device`, in
+    place, keeping `requires_grad` and ties (a tensor shared by two modules stays shared).
+    Call inside `fake_mode()`."""
+    done = {} if done is None else done
+    for sub in module.modules():
+        for name, param in list(sub._parameters.items()):
+            if param is None:
+                continue
+            if id(param) not in done:
+                done[id(param)] = torch.nn.Parameter(_fake_like(param, device), requires_grad=param.requires_grad)
+            sub._parameters[name] = done[id(param)]
+        for name, buf in list(sub._buffers.items()):
+            if buf is None:
+                continue
+            if id(buf) not in done:
+                done[id(buf)] = _fake_like(buf, device)
+            sub._buffers[name] = done[id(buf)]
+
+
+class UnknownValuesAreOne(torch.utils._python_dispatch.TorchDispatchMode):
+    """Reading a number out of a fake tensor whose data is unknown (`bool(mask.all())`,
+    `.item()`) gives 1 (True) instead of failing: the value a single, unpadded sample has
+    (an attention mask of ones). Enter it inside `fake_mode()`."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            tensor = args[0]
+            if isinstance(tensor, fake_tensor.FakeTensor) and tensor.constant is None:
+                return True if tensor.dtype == torch.bool else (1.0 if tensor.is_floating_point() else 1)
+        return func(*args, **(kwargs or {}))

@@ -1,0 +1,190 @@
+"""One training step of the real-size model under fake tensors -> a `Prediction`.
+
+The same code as `diffsynth train` wherever it can be: `plan_training` / `apply_plan` (freeze,
+FP8 storage, LoRA, gradient checkpointing), `FamilyHooks.preprocess` / `.loss` (the family's
+preprocess and the core's loss), `backward`, AdamW. What differs, and why:
+- the modules come from the family's `plan_pipeline` (meta device, no weights) and become fake;
+- the compute dtype is the GPU's (`--dtype auto` is bf16, as on a GPU);
+- AdamW gets `foreach=True`, its default on CUDA (on CPU tensors it would loop per tensor), and
+  its state exists before the measured step (the steady state from step 2 on);
+- `--use_gradient_checkpointing_offload` moves saved tensors off the simulated device (the
+  trainer's `save_on_cpu` would copy CPU to CPU here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from diffsynth.config import TrainConfig
+from diffsynth.errors import UserError
+from diffsynth.plan.fake import UnknownValuesAreOne, fake_mode, make_fake
+from diffsynth.plan.sample import image_size, planned_sample
+from diffsynth.plan.tracker import LiveMemory, storage_key
+from diffsynth.plugins import FamilyRegistry
+from diffsynth.spec import FamilySpec
+from diffsynth.training.family_hooks import FamilyHooks
+from diffsynth.training.trainable import TrainablePlan, apply_plan, plan_training
+from diffsynth.types import FamilyPipeline, RunContext
+
+TRAINABLE, GRADIENTS, OPTIMIZER = "trainable parameters", "gradients", "optimizer state"
+
+
+def weights_label(component: str) -> str:
+    return f"weights: {component}"
+
+
+@dataclass
+class Prediction:
+    """Bytes: the step's peak, what was live at that moment, the weights by component and each
+    phase's peak (`encoders`: preprocess; `denoiser`: loss, backward, optimizer step)."""
+
+    family: str
+    variant: str | None
+    peak: int
+    breakdown: dict[str, int]
+    weights: dict[str, int]
+    phases: dict[str, int]
+    settings: dict[str, Any] = field(default_factory=dict)
+    components: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def plan_context(config: TrainConfig, family: FamilySpec) -> RunContext:
+    """The run's context with the GPU's compute dtype (`auto` -> bf16)."""
+    if config.dtype == "auto":
+        config.dtype = "bf16"
+    if config.dtype not in ("fp32", "bf16", "fp16"):
+        raise UserError(f"--dtype: expected auto, fp32, bf16 or fp16, got {config.dtype!r}")
+    return RunContext.for_run(config, family.options_value(config.family_options))
+
+
+def plan_pipeline(registry: FamilyRegistry, family: FamilySpec, config: TrainConfig, context: RunContext) -> FamilyPipeline:
+    pipeline = registry.hook.plan_pipeline(family=family.name, variant=config.variant, context=context)
+    if pipeline is None:
+        raise UserError(f"{family.name}: its plugin cannot plan (it does not implement plan_pipeline)")
+    pipeline.dtype = context.torch_dtype
+    pipeline.device = torch.device("cpu")
+    return pipeline
+
+
+class Labels:
+    """Storage key -> label of the tensors that are not activations (called at each new peak).
+
+    Weights are labelled once, after they are made (`weights_done`); an FP8 layer's weight that
+    is upcast for its forward is a new tensor, counted as a temporary while it lives."""
+
+    def __init__(self, pipeline: FamilyPipeline) -> None:
+        self.pipeline = pipeline
+        self.params: list[torch.nn.Parameter] = []
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._weights: dict[int, str] = {}
+
+    def weights_done(self, params: list[torch.nn.Parameter]) -> None:
+        self.params = params
+        for name, module in self.pipeline.modules.items():
+            for t in [*module.buffers(), *module.parameters()]:
+                self._weights[storage_key(t)] = TRAINABLE if t.requires_grad else weights_label(name)
+
+    def __call__(self) -> dict[int, str]:
+        out = dict(self._weights)
+        for p in self.params:
+            if p.grad is not None:
+                out[storage_key(p.grad)] = GRADIENTS
+        if self.optimizer is not None:
+            for state in self.optimizer.state.values():
+                for value in state.values():
+                    if isinstance(value, torch.Tensor):
+                        out[storage_key(value)] = OPTIMIZER
+        return out
+
+
+@contextlib.contextmanager
+def saved_tensors_off_device(enabled: bool):
+    """What `save_on_cpu` does to the device: a saved tensor leaves it until backward needs it."""
+    if not enabled:
+        yield
+        return
+
+    def pack(t: torch.Tensor):
+        return t.shape, t.stride(), t.dtype, t.device
+
+    def unpack(saved) -> torch.Tensor:
+        shape, stride, dtype, device = saved
+        return torch.empty_strided(shape, stride, dtype=dtype, device=device)
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield
+
+
+def settings(config: TrainConfig, family: FamilySpec, plan: TrainablePlan) -> dict[str, Any]:
+    width, height = image_size(config, family)
+    video = "video" in family.default_data_file_keys
+    return {
+        "size": f"{width}x{height}" + (f"x{config.num_frames}" if video else ""),
+        "dtype": config.dtype,
+        "lora": {"component": plan.lora_component, "rank": config.effective_lora_rank()} if plan.lora_component else None,
+        "trainable_models": plan.full_components,
+        "gradient_checkpointing": "offload" if config.use_gradient_checkpointing_offload else bool(config.use_gradient_checkpointing),
+        "fp8_models": plan.fp8_components,
+    }
+
+
+def predict(registry: FamilyRegistry, config: TrainConfig) -> Prediction:
+    """Simulate one training step of `config` (flags as for `train`); nothing is allocated."""
+    started = time.perf_counter()
+    family = registry.get(config.family)
+    hooks = FamilyHooks(registry, family)
+    context = plan_context(config, family)
+    sample = planned_sample(config, family)
+    pipeline = plan_pipeline(registry, family, config, context)
+    plan = plan_training(family, config, pipeline)
+    apply_plan(plan, pipeline, config)  # on the meta device: the trainer's order and code
+    labels = Labels(pipeline)
+    with fake_mode(), UnknownValuesAreOne(), LiveMemory(labels=labels) as memory:
+        device = pipeline.device
+        done: dict[int, torch.Tensor] = {}
+        for module in pipeline.modules.values():
+            make_fake(module, device, done)
+        weights = {}
+        for name, module in pipeline.modules.items():
+            frozen = [t for t in module.parameters() if not t.requires_grad] + list(module.buffers())
+            for t in frozen:
+                memory.add(t)
+            weights[weights_label(name)] = memory.live_bytes(frozen)
+        params = [p for name in plan.components for p in pipeline.modules[name].parameters() if p.requires_grad]
+        for p in params:
+            memory.add(p)
+        weights[TRAINABLE] = memory.live_bytes(params)
+        labels.weights_done(params)
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True)
+        labels.optimizer = optimizer
+        for p in params:  # the optimizer's state as it is from the second step on
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        train_preprocess = any(n != pipeline.denoiser for n in plan.components)
+        with saved_tensors_off_device(config.use_gradient_checkpointing_offload):
+            with memory.phase("encoders"):
+                inputs = hooks.preprocess(pipeline, sample, context, with_grad=train_preprocess)
+            with memory.phase("denoiser"):
+                loss = hooks.loss(pipeline, inputs, context)
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        memory.finish()
+    return Prediction(
+        family=family.name,
+        variant=config.variant,
+        peak=memory.peak,
+        breakdown=dict(sorted(memory.at_peak.items())),
+        weights=weights,
+        phases={name: phase.peak for name, phase in memory.phases.items()},
+        settings=settings(config, family, plan),
+        components=list(pipeline.modules),
+        seconds=time.perf_counter() - started,
+    )
