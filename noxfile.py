@@ -12,7 +12,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["lint", "tests"]
 
 PLUGINS = ["plugins/diffsynth-qwen-image", "plugins/diffsynth-flux", "plugins/diffsynth-wan"]
 TINY_MODEL = "models/Qwen/Qwen-Image"
@@ -42,6 +42,14 @@ def matrix(session: nox.Session) -> None:
     env = {"OMP_NUM_THREADS": "1", "DIFFSYNTH_FULL_MATRIX": "1"}
     for plugin in PLUGINS:
         session.run("pytest", "-q", f"{plugin}/tests/test_option_matrix.py", *session.posargs, env=env)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff (errors, pyflakes, bugbear) over everything; mypy over the core package."""
+    session.install("-c", "constraints.txt", "ruff", "mypy")
+    session.run("ruff", "check", "diffsynth", "plugins", "tests", "benchmarks", "scripts", "noxfile.py")
+    session.run("mypy", "diffsynth")
 
 
 @nox.session(python="3.11")

@@ -31,7 +31,7 @@ def test_every_hook_is_carried_by_the_family_base_class(hook):
     from diffsynth.family import Family
 
     impls = [getattr(Family, n) for n in dir(Family) if hasattr(getattr(Family, n), "diffsynth_impl")]
-    assert hook in {getattr(f, "diffsynth_impl").get("specname") or f.__name__ for f in impls}
+    assert hook in {f.diffsynth_impl.get("specname") or f.__name__ for f in impls}
 
 
 def test_every_train_flag_is_in_the_cli_reference():

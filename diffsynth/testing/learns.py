@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -108,7 +109,7 @@ def train_and_sample(
         module.eval()
     dataset = TrainingDataset(DatasetOptions.from_config(config, multiple=trainer.family.resolution_multiple))
     by_class: dict[str, list] = {name: [] for name in CLASSES}
-    examples = {}
+    examples: dict[str, Any] = {}
     for i in range(dataset.num_rows):
         sample: Sample = dataset[i]
         inputs = hooks.preprocess(pipeline, sample, trainer.context)

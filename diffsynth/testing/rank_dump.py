@@ -27,5 +27,5 @@ def _dumping_save(save):
 if __name__ == "__main__":
     FOLDER = Path(sys.argv.pop(1))
     FOLDER.mkdir(parents=True, exist_ok=True)
-    Trainer._save = _dumping_save(Trainer._save)
+    Trainer._save = _dumping_save(Trainer._save)  # type: ignore[method-assign]
     main()

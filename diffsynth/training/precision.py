@@ -58,7 +58,7 @@ def fp8_layer_names(module: torch.nn.Module) -> list[str]:
 
 def fp8_tensor_names(module: torch.nn.Module) -> set[str]:
     """State-dict keys stored in FP8 (the parameters and buffers of `fp8_layer_names`)."""
-    names = set()
+    names: set[str] = set()
     for layer in fp8_layer_names(module):
         sub = module.get_submodule(layer)
         names.update(f"{layer}.{key}" for key, t in sub.state_dict(keep_vars=True).items() if t.is_floating_point())

@@ -49,7 +49,7 @@ def fp8_components(config: TrainConfig, pipeline: FamilyPipeline, models: ModelF
     return list(dict.fromkeys(names))
 
 
-def with_fp8_storage(config: TrainConfig, models: ModelFiles, keep: set[str] = frozenset()) -> ModelFiles:
+def with_fp8_storage(config: TrainConfig, models: ModelFiles, keep: frozenset[str] | set[str] = frozenset()) -> ModelFiles:
     """`models` with the checkpoints `--fp8_models` names (by component or by source) marked for
     FP8 storage while loading (`build_module`), except the components in `keep` (e.g. the one
     `--preset_lora_path` merges into: merging must happen before FP8). Unknown entries are left
