@@ -25,6 +25,11 @@ class Flux(Family):
 
         return load(models, context)
 
+    def plan_pipeline(self, variant, context):
+        from .real_configs import plan_pipeline
+
+        return plan_pipeline(variant, context)
+
     def preprocess_inputs(self, pipeline, sample, context):
         from .inputs import preprocess
 

@@ -33,6 +33,11 @@ class Wan(Family):
 
         return load(models, context)
 
+    def plan_pipeline(self, variant, context):
+        from .real_configs import plan_pipeline
+
+        return plan_pipeline(variant, context)
+
     def preprocess_inputs(self, pipeline, sample, context):
         from .inputs import preprocess
 
