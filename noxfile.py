@@ -57,7 +57,7 @@ def demo(session: nox.Session) -> None:
     """Write the tiny Qwen-Image preset and train a LoRA on examples/data with the seed's flags."""
     install(session)
     session.run("diffsynth", "models", "init", "qwen-image", TINY_MODEL, "--preset", "tiny", "--overwrite")  # re-runnable
-    env = {"DIFFSYNTH_SKIP_DOWNLOAD": "True", "DIFFSYNTH_MODEL_BASE_PATH": "models"}
+    env = {"DIFFSYNTH_SKIP_DOWNLOAD": "True", "DIFFSYNTH_MODEL_BASE_PATH": "models", "OMP_NUM_THREADS": "1"}
     session.run(
         "diffsynth", "train", "qwen-image",
         "--dataset_base_path", "examples/data",
