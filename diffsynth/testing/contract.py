@@ -188,10 +188,35 @@ class FamilyContract:
         self.check_exported_lora(model_base, files[0], pipeline, hooks, config)
 
     def check_exported_lora(self, model_base: Path, lora_file: Path, pipeline, hooks, config) -> None:
-        """Override: load `lora_file` with the ecosystem's loader (e.g. diffusers) and assert
-        it reproduces `pipeline`'s LoRA output. The default only checks it is a LoRA file."""
-        from safetensors import safe_open
+        """Load `lora_file` with diffusers' own `load_lora_weights` into the family's diffusers
+        pipeline (`diffusers_pipeline`) and check that it changes the denoiser's output to exactly
+        ours. Without a declared pipeline, only that it is a LoRA file."""
+        import torch
 
-        with safe_open(str(lora_file), "pt") as fh:
-            keys = list(fh.keys())
-        assert any("lora" in k for k in keys)
+        pipe = self.diffusers_pipeline(model_base, hooks, config)
+        if pipe is None:
+            from safetensors import safe_open
+
+            with safe_open(str(lora_file), "pt") as fh:
+                assert any("lora" in k for k in fh.keys())
+            return
+        kwargs = self.dit_inputs(pipe.transformer)
+        with torch.no_grad():
+            base_out = pipe.transformer(**kwargs)[0]
+            ours = pipeline.denoiser_module(**kwargs)[0]
+        pipe.load_lora_weights(str(lora_file))
+        with torch.no_grad():
+            loaded = pipe.transformer(**kwargs)[0]
+        assert not torch.allclose(loaded, base_out, atol=1e-4), "the LoRA changed nothing"
+        torch.testing.assert_close(loaded, ours, atol=1e-5, rtol=1e-4)
+
+    # -- what a family declares for the diffusers check (diffusers' tester-config style) -------
+
+    def diffusers_pipeline(self, model_base: Path, hooks, config):
+        """The family's diffusers pipeline with the preset's denoiser as `transformer` (the other
+        components may be None), or None to skip the diffusers check."""
+        return None
+
+    def dit_inputs(self, transformer) -> dict:
+        """Keyword arguments of one small, deterministic `transformer(...)` call."""
+        raise NotImplementedError

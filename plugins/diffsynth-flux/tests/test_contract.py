@@ -15,18 +15,13 @@ class FluxContract(FamilyContract):
     pipeline_class = "FluxPipeline"
     # no exceptions: the text stream feeds the single blocks, so every LoRA gets a gradient
 
-    def check_exported_lora(self, model_base, lora_file, pipeline, hooks, config) -> None:
+    def diffusers_pipeline(self, model_base, hooks, config):
         import diffusers
 
-        pipe = getattr(diffusers, self.pipeline_class).from_pretrained(model_base / self.repo)
-        with torch.no_grad():
-            base_out = pipe.transformer(**dit_inputs())[0]
-            ours = pipeline.denoiser_module(**dit_inputs())[0]
-        pipe.load_lora_weights(str(lora_file))
-        with torch.no_grad():
-            loaded = pipe.transformer(**dit_inputs())[0]
-        assert not torch.allclose(loaded, base_out, atol=1e-4), "the LoRA changed nothing"
-        torch.testing.assert_close(loaded, ours, atol=1e-5, rtol=1e-4)
+        return getattr(diffusers, self.pipeline_class).from_pretrained(model_base / self.repo)
+
+    def dit_inputs(self, transformer) -> dict:
+        return dit_inputs()
 
 
 class TestFluxContract(FluxContract):

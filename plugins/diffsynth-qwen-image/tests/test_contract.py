@@ -27,21 +27,14 @@ class QwenContract(FamilyContract):
     # (this is why the seed's Qwen-Image command passes --find_unused_parameters)
     lora_params_without_gradient = (r"transformer_blocks\.1\.(attn\.add_q_proj|attn\.to_add_out|txt_mlp\.net\.2)\.",)
 
-    def check_exported_lora(self, model_base, lora_file, pipeline, hooks, config) -> None:
+    def diffusers_pipeline(self, model_base, hooks, config):
         from diffusers import QwenImagePipeline, QwenImageTransformer2DModel
 
         transformer = QwenImageTransformer2DModel.from_pretrained(model_base / self.repo / "transformer")
-        pipe = QwenImagePipeline(scheduler=None, vae=None, text_encoder=None, tokenizer=None, transformer=transformer)
-        cfg = transformer.config
-        kwargs = dit_inputs(cfg.in_channels, cfg.joint_attention_dim)
-        with torch.no_grad():
-            base_out = transformer(**kwargs)[0]
-            ours = pipeline.denoiser_module(**kwargs)[0]
-        pipe.load_lora_weights(str(lora_file))
-        with torch.no_grad():
-            loaded = pipe.transformer(**kwargs)[0]
-        assert not torch.allclose(loaded, base_out, atol=1e-4), "the LoRA changed nothing"
-        torch.testing.assert_close(loaded, ours, atol=1e-5, rtol=1e-4)
+        return QwenImagePipeline(scheduler=None, vae=None, text_encoder=None, tokenizer=None, transformer=transformer)
+
+    def dit_inputs(self, transformer) -> dict:
+        return dit_inputs(transformer.config.in_channels, transformer.config.joint_attention_dim)
 
 
 class TestQwenImageContract(QwenContract):

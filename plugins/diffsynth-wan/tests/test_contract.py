@@ -26,32 +26,27 @@ class WanContract(FamilyContract):
         # the CLIP image encoder (an optional component) exists only in Wan2.1 I2V repos
         assert ("image_encoder" in pipeline.modules) == (self.preset == "tiny-i2v")
 
-    def check_exported_lora(self, model_base, lora_file, pipeline, hooks, config) -> None:
+    def diffusers_pipeline(self, model_base, hooks, config):
         from diffsynth_wan.pipeline import load_dit
         from diffusers import WanPipeline
 
         from diffsynth.models.resolve import resolve_model_files
         from diffsynth.models.sources import DownloadSettings
 
-        offline = DownloadSettings.offline(model_base)
-        fresh = load_dit(resolve_model_files(hooks.family, config, offline).components["dit"], torch.float32)
-        cfg = fresh.config
+        files = resolve_model_files(hooks.family, config, DownloadSettings.offline(model_base))
+        fresh = load_dit(files.components["dit"], torch.float32)
+        return WanPipeline(tokenizer=None, text_encoder=None, vae=None, scheduler=None, transformer=fresh)
+
+    def dit_inputs(self, transformer) -> dict:
+        cfg = transformer.config
         g = torch.Generator().manual_seed(0)
-        kwargs = dict(
+        return dict(
             hidden_states=torch.randn(1, cfg.in_channels, 2, 4, 4, generator=g),
             timestep=torch.tensor([500.0]),
             encoder_hidden_states=torch.randn(1, 7, cfg.text_dim, generator=g),
             encoder_hidden_states_image=torch.randn(1, 5, cfg.image_dim, generator=g) if cfg.image_dim else None,
             return_dict=False,
         )
-        with torch.no_grad():
-            base_out, ours = fresh(**kwargs)[0], pipeline.denoiser_module(**kwargs)[0]
-        pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, scheduler=None, transformer=fresh)
-        pipe.load_lora_weights(str(lora_file))
-        with torch.no_grad():
-            loaded = pipe.transformer(**kwargs)[0]
-        assert not torch.allclose(loaded, base_out, atol=1e-4), "the LoRA changed nothing"
-        torch.testing.assert_close(loaded, ours, atol=1e-5, rtol=1e-4)
 
 
 class TestWanT2VContract(WanContract):
