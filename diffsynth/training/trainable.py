@@ -115,6 +115,7 @@ def apply_plan(
     config: TrainConfig,
     preset: tuple[str, LoraLayers] | None = None,
     resume_lora: LoraLayers | None = None,
+    notes: list[str] | None = None,
 ) -> list[torch.nn.Parameter]:
     """Freeze everything, merge the preset LoRA, store FP8 components, add the LoRA (and load
     `resume_lora` into it), unfreeze full components; returns the trainable params.
@@ -126,7 +127,7 @@ def apply_plan(
     if preset is not None:
         component, layers = preset
         count = merge_lora(pipeline.modules[component], layers, component)
-        print(f"merged {layers.source} into {component}: {count} layers, scale {layers.scale:g}", flush=True)
+        _note(notes, f"merged {layers.source} into {component}: {count} layers, scale {layers.scale:g}")
     for name in plan.fp8_components:
         store_in_fp8(pipeline.modules[name], torch_dtype(config.dtype))
     if plan.lora_component:
@@ -141,8 +142,8 @@ def apply_plan(
         )
         if resume_lora is not None:
             count = load_into_lora(pipeline.modules[plan.lora_component], resume_lora, plan.lora_component)
-            print(f"continuing LoRA {resume_lora.source}: {count} of {len(resume_lora.layers)} layers matched, "
-                  f"rank {resume_lora.rank}, alpha {resume_lora.alpha:g}", flush=True)
+            _note(notes, f"continuing LoRA {resume_lora.source}: {count} of {len(resume_lora.layers)} layers matched, "
+                  f"rank {resume_lora.rank}, alpha {resume_lora.alpha:g}")
     for name in plan.full_components:
         pipeline.modules[name].requires_grad_(True)
     for name in plan.components:
@@ -150,6 +151,12 @@ def apply_plan(
         if config.use_gradient_checkpointing or config.use_gradient_checkpointing_offload:
             enable_gradient_checkpointing(pipeline.modules[name])
     return [p for name in plan.components for p in pipeline.modules[name].parameters() if p.requires_grad]
+
+
+def _note(notes: list[str] | None, message: str) -> None:
+    """What apply_plan did, for the caller to report (the trainer logs it once, on the main process)."""
+    if notes is not None:
+        notes.append(message)
 
 
 def enable_gradient_checkpointing(module: torch.nn.Module) -> None:

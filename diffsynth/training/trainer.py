@@ -172,6 +172,8 @@ class PreparedRun:
     started: float = field(default_factory=time.perf_counter)
     nonfinite_skipped: int = 0
     last_checkpoint: Path | None = None
+    #: What set-up did that the user should read (a merged preset LoRA, a continued LoRA).
+    notes: list[str] = field(default_factory=list)
     recipe: RunRecipe | None = None  # EMA, grad clipping, caption dropout (diffsynth.training.recipes)
 
 
@@ -272,6 +274,8 @@ class Trainer:
                 f"{run.accelerator.num_processes} process(es), {run.total_steps} steps"
                 + (f", resumed at step {run.start.step}" if run.start.step else "")
             )
+            for note in run.notes:
+                progress.log(note)
             for epoch in range(run.start.epoch, config.num_epochs):
                 skip = run.start.micro_batches_in_epoch if epoch == run.start.epoch else 0
                 run.sampler.set_epoch(epoch, skip=skip)
@@ -320,7 +324,8 @@ class Trainer:
         if resume_lora is not None:
             adopt_lora_checkpoint(plan, config, resume_lora, pipeline.modules[plan.lora_component])
         preset = self._preset_lora(pipeline, plan)
-        params = apply_plan(plan, pipeline, config, preset=preset, resume_lora=resume_lora)
+        notes: list[str] = []
+        params = apply_plan(plan, pipeline, config, preset=preset, resume_lora=resume_lora, notes=notes)
         for module in pipeline.modules.values():
             module.to(accelerator.device)
         pipeline.device = accelerator.device
@@ -333,7 +338,6 @@ class Trainer:
         )
         for name, wrapped in zip(plan.components, modules):
             pipeline.modules[name] = expose_module_attributes(wrapped, pipeline.modules[name])
-        print(f"process {accelerator.process_index} of {accelerator.num_processes} on {accelerator.device}", flush=True)
 
         sampler = RepeatShuffleSampler(
             dataset.num_rows, config.dataset_repeat, seed=config.seed,
@@ -363,7 +367,7 @@ class Trainer:
         return PreparedRun(
             accelerator, pipeline, plan, params, optimizer, scheduler, sampler, loader, outputs, store,
             fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
-            recipe=recipe.track(pipeline, plan, accelerator),
+            recipe=recipe.track(pipeline, plan, accelerator), notes=notes,
         )
 
     def _state_dicts(self, run: PreparedRun) -> dict[str, dict[str, torch.Tensor]]:

@@ -71,7 +71,6 @@ def test_two_processes_train_one_model_and_write_one_set_of_files(tmp_path, toy_
     env = cli_env(DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "process 0 of 2" in result.stdout and "process 1 of 2" in result.stdout
     assert "2 process(es)" in result.stdout
     # each rank saw half the 16 samples: 8 optimizer steps, logged once (by rank 0)
     log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]

@@ -53,7 +53,7 @@ def test_two_processes_on_cpu(tmp_path, model_base):
                OMP_NUM_THREADS="1")
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "process 0 of 2" in result.stdout and "process 1 of 2" in result.stdout
+    assert "2 process(es)" in result.stdout and (dump / "rank-1.safetensors").is_file()  # both ranks trained
     assert len((out / "loss_log.jsonl").read_text().splitlines()) == 4  # 8 rows over 2 ranks
     rank1 = {k.removeprefix("dit.").replace(".default.", "."): v for k, v in load_file(dump / "rank-1.safetensors").items()}
     saved = {k.removeprefix("diffusion_model."): v for k, v in load_file(out / "epoch-0.safetensors").items() if not k.endswith(".alpha")}
