@@ -14,6 +14,7 @@ import typer
 from diffsynth.cli.dataset_cmd import dataset_app
 from diffsynth.cli.download_cmd import register_download
 from diffsynth.cli.models_cmd import models_app
+from diffsynth.cli.plan_cmd import build_plan_app
 from diffsynth.cli.train_cmd import build_train_app
 from diffsynth.errors import PluginError, TrainingStopped, UserError
 from diffsynth.plugins import load_registry
@@ -34,6 +35,7 @@ def build_app() -> typer.Typer:
     app.callback()(_root_options)
     app.add_typer(models_app(registry), name="models")
     app.add_typer(build_train_app(registry), name="train")
+    app.add_typer(build_plan_app(registry), name="plan")
     app.add_typer(dataset_app(registry), name="dataset")
     register_download(app, registry)
     return app

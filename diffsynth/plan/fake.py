@@ -22,19 +22,36 @@ CONSTANT_ELEMENTS = 1 << 16
 
 @contextlib.contextmanager
 def fake_mode() -> Iterator[FakeTensorMode]:
-    """A `FakeTensorMode` (real tensors allowed as inputs) with data-made constants kept."""
-    previous = fake_tensor.CONSTANT_NUMEL_LIMIT
+    """A `FakeTensorMode` (real tensors allowed as inputs) with data-made constants kept.
+
+    `Module.to` on fake parameters (FP8 layer-wise casting does it every forward) swaps tensors,
+    which `torch.utils.swap_tensors` refuses when a weak reference (the mode's conversion cache)
+    or autograd (a weight saved for backward) holds one; then `.data` is replaced instead, what
+    `Module.to` does for real tensors."""
+    previous_limit, previous_swap = fake_tensor.CONSTANT_NUMEL_LIMIT, torch.utils.swap_tensors
     fake_tensor.CONSTANT_NUMEL_LIMIT = CONSTANT_ELEMENTS
     try:
         with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+
+            def swap_tensors(t1, t2):
+                try:
+                    return previous_swap(t1, t2)
+                except RuntimeError:
+                    t1.data = t2.data
+
+            torch.utils.swap_tensors = swap_tensors
             yield mode
     finally:
-        fake_tensor.CONSTANT_NUMEL_LIMIT = previous
+        fake_tensor.CONSTANT_NUMEL_LIMIT, torch.utils.swap_tensors = previous_limit, previous_swap
 
 
 def _fake_like(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """An empty tensor like `tensor` (call inside the fake mode: it allocates nothing)."""
-    return torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device=device)
+    """A fake tensor like `tensor` on `device`, made from a meta tensor (allocates nothing).
+    Made directly, not by a factory op under the mode, so that no weak reference points at it:
+    `Module.to` swaps fake parameters (`torch.utils.swap_tensors`), which refuses those."""
+    mode = torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE)
+    meta = tensor if tensor.device.type == "meta" else torch.empty_strided(tensor.shape, tensor.stride(), dtype=tensor.dtype, device="meta")
+    return fake_tensor.FakeTensor(mode, meta.detach(), device)
 
 
 def make_fake(module: torch.nn.Module, device: torch.device, done: dict[int, torch.Tensor] | None = None) -> None:

@@ -1,0 +1,143 @@
+"""The standard alternatives to a run's memory options, and `--vram`: the fastest that fits.
+
+An option set is (gradient checkpointing: off / on / offload, FP8 for the denoiser, FP8 for the
+frozen encoders); the run's own flags are the floor (an option it asked for stays on). Speed
+order, cheapest first, by an additive cost: FP8 encoders 1 (they run once a step, without
+grad), FP8 denoiser 2 (an upcast per layer per forward), checkpointing 4 (a second forward of
+the denoiser), offload 12 (plus a transfer of every saved tensor). A set fits when its predicted
+peak plus `MARGIN` of it plus `RESERVED` (CUDA context, allocator fragmentation) is at most the
+card's memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from diffsynth.config import TrainConfig
+from diffsynth.errors import UserError
+from diffsynth.plan import GIB
+from diffsynth.plan.simulate import Prediction
+
+MARGIN = 0.10
+RESERVED = 1 * GIB
+CHECKPOINTING = ("off", "on", "offload")
+
+
+@dataclass(frozen=True)
+class Options:
+    checkpointing: str = "off"
+    fp8_denoiser: bool = False
+    fp8_encoders: bool = False
+
+    @property
+    def cost(self) -> int:
+        return self.fp8_encoders + 2 * self.fp8_denoiser + {"off": 0, "on": 4, "offload": 12}[self.checkpointing]
+
+    def label(self) -> str:
+        parts = [] if self.checkpointing == "off" else ["checkpointing" if self.checkpointing == "on" else "checkpointing offload"]
+        parts += ["FP8 denoiser"] * self.fp8_denoiser + ["FP8 encoders"] * self.fp8_encoders
+        return " + ".join(parts) or "none"
+
+
+def given_options(config: TrainConfig, denoiser: str, encoders: list[str]) -> Options:
+    fp8 = set(config.fp8_model_names())
+    level = "offload" if config.use_gradient_checkpointing_offload else "on" if config.use_gradient_checkpointing else "off"
+    return Options(level, denoiser in fp8, bool(encoders) and set(encoders) <= fp8)
+
+
+def frozen_encoders(config: TrainConfig, components: list[str], denoiser: str) -> list[str]:
+    """Components FP8 may store: not the denoiser, not trained in full."""
+    return [c for c in components if c != denoiser and c not in config.trainable_model_names()]
+
+
+def with_options(config: TrainConfig, options: Options, denoiser: str, encoders: list[str]) -> TrainConfig:
+    """A copy of `config` with `options` switched on (the flags `train` would get)."""
+    out = copy.deepcopy(config)
+    out.use_gradient_checkpointing = options.checkpointing != "off" or config.use_gradient_checkpointing
+    out.use_gradient_checkpointing_offload = options.checkpointing == "offload" or config.use_gradient_checkpointing_offload
+    fp8 = list(config.fp8_model_names())
+    if options.fp8_denoiser and denoiser not in config.trainable_model_names():
+        fp8.append(denoiser)
+    if options.fp8_encoders:
+        fp8 += encoders
+    out.fp8_models = ",".join(dict.fromkeys(fp8)) or None
+    return out
+
+
+def flags(options: Options, denoiser: str, encoders: list[str]) -> str:
+    """The `train` flags that switch `options` on."""
+    out = []
+    if options.checkpointing == "on":
+        out.append("--use_gradient_checkpointing")
+    if options.checkpointing == "offload":
+        out.append("--use_gradient_checkpointing_offload")
+    fp8 = [denoiser] * options.fp8_denoiser + (encoders if options.fp8_encoders else [])
+    if fp8:
+        out.append(f"--fp8_models {','.join(fp8)}")
+    return " ".join(out)
+
+
+def candidates(floor: Options, can_fp8_denoiser: bool, has_encoders: bool) -> list[Options]:
+    """Every option set at or above `floor`, cheapest first."""
+    levels = CHECKPOINTING[CHECKPOINTING.index(floor.checkpointing):]
+    found = {
+        Options(level, d, e)
+        for level in levels
+        for d in ({floor.fp8_denoiser, can_fp8_denoiser} if not floor.fp8_denoiser else {True})
+        for e in ({floor.fp8_encoders, has_encoders} if not floor.fp8_encoders else {True})
+    }
+    return sorted(found, key=lambda o: (o.cost, o.label()))
+
+
+def standard(floor: Options, can_fp8_denoiser: bool, has_encoders: bool) -> list[Options]:
+    """The table's rows: as given, each option alone on top, and all of them."""
+    rows = [floor, Options("on" if floor.checkpointing == "off" else floor.checkpointing, floor.fp8_denoiser, floor.fp8_encoders)]
+    if can_fp8_denoiser:
+        rows.append(Options(floor.checkpointing, True, floor.fp8_encoders))
+    if has_encoders:
+        rows.append(Options(floor.checkpointing, floor.fp8_denoiser, True))
+    rows.append(Options(rows[1].checkpointing, floor.fp8_denoiser or can_fp8_denoiser, floor.fp8_encoders or has_encoders))
+    return list(dict.fromkeys(rows))
+
+
+def fits(peak: int, vram: int) -> bool:
+    return peak * (1 + MARGIN) + RESERVED <= vram
+
+
+def fastest_fitting(
+    order: list[Options], vram: int, predict: Callable[[Options], Prediction]
+) -> tuple[Options, Prediction]:
+    """Predict in speed order and stop at the first that fits; none: a one-line `UserError`."""
+    smallest: tuple[Options, Prediction] | None = None
+    for options in order:
+        prediction = predict(options)
+        if fits(prediction.peak, vram):
+            return options, prediction
+        if smallest is None or prediction.peak < smallest[1].peak:
+            smallest = (options, prediction)
+    assert smallest is not None
+    options, prediction = smallest
+    raise UserError(
+        f"--vram {vram / GIB:.1f} GiB: nothing fits; the smallest predicted peak is {prediction.peak / GIB:.1f} GiB "
+        f"({options.label()}), which needs {(prediction.peak * (1 + MARGIN) + RESERVED) / GIB:.1f} GiB with the margin"
+    )
+
+
+def parse_vram(value: str) -> int:
+    """`24`, `24G`, `24GB`, `24GiB` (all GiB, as nvidia-smi's MiB / 1024), `81559MiB`, or `auto`
+    (the first CUDA device's memory)."""
+    text = value.strip().lower()
+    if text == "auto":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--vram auto: no CUDA device here; give the card's memory, e.g. --vram 24GB")
+        return int(torch.cuda.get_device_properties(0).total_memory)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(g|gb|gib|m|mb|mib)?", text)
+    if not match or float(match.group(1)) <= 0:
+        raise UserError(f"--vram: expected a size such as 24GB, 80, 81559MiB or auto, got {value!r}")
+    unit = (match.group(2) or "g")[0]
+    return int(float(match.group(1)) * (GIB if unit == "g" else 1024**2))
