@@ -51,6 +51,8 @@ def validate_recipe(config: TrainConfig) -> None:
         raise UserError(f"--ema_decay: expected 0 < decay < 1 (e.g. 0.999), got {config.ema_decay:g}")
     if config.lr_warmup_steps < 0:
         raise UserError(f"--lr_warmup_steps: expected 0 or more, got {config.lr_warmup_steps}")
+    if config.lr_warmup_steps and config.lr_scheduler == "constant":
+        raise UserError("--lr_warmup_steps: the constant schedule has no warm-up; use --lr_scheduler constant_with_warmup")
     if config.lr_num_cycles < 1:
         raise UserError(f"--lr_num_cycles: expected a positive integer, got {config.lr_num_cycles}")
     if config.lokr_factor == 0 or config.lokr_factor < -1:

@@ -89,6 +89,7 @@ def test_bad_optimizer_flags_are_one_line(toy_models, tmp_path):
         ("--caption_dropout_rate", "1.5"): "error: --caption_dropout_rate: expected a probability 0 <= p <= 1, got 1.5\n",
         ("--timestep_sampling", "sigma"): "error: --timestep_sampling: expected one of uniform, logit_normal, sigmoid, shift, flux_shift, got 'sigma'\n",
         ("--sigmoid_scale", "0"): "error: --sigmoid_scale: expected a positive finite number, got 0\n",
+        ("--lr_warmup_steps", "5"): "error: --lr_warmup_steps: the constant schedule has no warm-up; use --lr_scheduler constant_with_warmup\n",
     }
     for i, (flags, message) in enumerate(cases.items()):
         result = run_cli(*common, *flags, "--output_path", str(tmp_path / f"o{i}"), DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
