@@ -128,6 +128,8 @@ def scenario(case: Case, id: str) -> None:  # noqa: C901 - one branch per docume
         c.train("--lora_rnak", "8")
     elif id == "lora-targets":
         c.train("--lora_target_modules", "to_v,ff.net.2")
+    elif id == "lora-targets-partial":  # one typo among good names would train the others silently
+        c.train("--lora_target_modules", "to_q,to_kk")
     elif id == "nothing-to-train":
         c.train()
         c.args.remove("--lora_base_model")

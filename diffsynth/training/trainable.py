@@ -81,6 +81,8 @@ def plan_training(
     if lora is not None and lora in full:
         raise UserError(f"--lora_base_model {lora} is also in --trainable_models; choose LoRA or full training for it")
     targets = family.expand_lora_targets(config.lora_targets() or list(family.default_lora_targets))
+    if lora is not None:
+        check_each_target_matches(family, config.lora_targets(), pipeline.modules[lora], lora)
     fp8 = fp8_components(config, pipeline, models)
     for name in fp8:
         if name in full:
@@ -89,6 +91,19 @@ def plan_training(
                 "(train a LoRA on it with --lora_base_model instead)"
             )
     return TrainablePlan(lora, targets, full, fp8)
+
+
+def check_each_target_matches(family: FamilySpec, typed: list[str], module: torch.nn.Module, component: str) -> None:
+    """Every `--lora_target_modules` entry the user typed (an alias counts through what it stands
+    for) must match some module: `to_q,to_kk` would otherwise train `to_q` alone, silently."""
+    from diffsynth.training.lora import lora_targetable_names, matching_module_names
+
+    unmatched = [name for name in typed if not matching_module_names(module, family.expand_lora_targets([name]))]
+    if unmatched:
+        raise UserError(
+            f"--lora_target_modules: {','.join(unmatched)} matches no module of {component}; "
+            f"Linear layers it has: {', '.join(lora_targetable_names(module))}"
+        )
 
 
 def adopt_lora_checkpoint(plan: TrainablePlan, config: TrainConfig, lora: LoraLayers, module: torch.nn.Module) -> None:
