@@ -29,6 +29,8 @@ if TYPE_CHECKING:
         OutputFile,
         RunContext,
         Sample,
+        SampleRequest,
+        SampleResult,
         TrainedWeights,
         TrainingInputs,
     )
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
 #: Methods a family must write.
 REQUIRED = ("load_pipeline", "preprocess_inputs", "predict_flow")
 #: Methods with a default a family may replace.
-OPTIONAL = ("init_model", "plan_pipeline", "compute_loss", "split_state_dict", "normalize_lora_state_dict")
+OPTIONAL = (
+    "init_model", "plan_pipeline", "compute_loss", "split_state_dict", "normalize_lora_state_dict", "sample_images",
+)
 
 
 class FamilyDefinitionError(TypeError):
@@ -94,6 +98,12 @@ class Family:
     ) -> dict[str, torch.Tensor]:
         """A LoRA file in the family's original names -> the denoiser's module names."""
         return state_dict
+
+    def sample_images(self, pipeline: FamilyPipeline, request: SampleRequest, context: RunContext) -> SampleResult | None:
+        """Generate `request.prompts` through the family's real inference pipeline built around
+        `pipeline.modules`, with `request.loras` applied by its own LoRA loader, for `diffsynth
+        sample`; None: the family cannot be sampled."""
+        return None
 
     # -- checked when a subclass is defined ---------------------------------------------------
 
@@ -170,6 +180,10 @@ class Family:
         from diffsynth.training.lora_export import lora_output_files
 
         return lora_output_files(weights, self.spec.name, self.spec.denoiser, self.lora_key_format)
+
+    @hookimpl(specname="sample_images")
+    def _sample_images_hook(self, family, pipeline, request, context):
+        return self.sample_images(pipeline, request, context) if self._mine(family) else None
 
     @hookimpl(specname="normalize_lora_state_dict")
     def _normalize_lora_state_dict_hook(self, family, state_dict, metadata):

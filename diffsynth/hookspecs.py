@@ -26,6 +26,8 @@ if TYPE_CHECKING:
         OutputFile,
         RunContext,
         Sample,
+        SampleRequest,
+        SampleResult,
         TrainedWeights,
         TrainingInputs,
     )
@@ -130,6 +132,23 @@ def normalize_lora_state_dict(
     such names; the core then handles prefixes, adapter names and kohya spellings. Used by
     `--lora_checkpoint` and `--preset_lora_path`. Without an answer the file is used as it is.
     Stops at the first non-None result.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def sample_images(
+    family: str, pipeline: FamilyPipeline, request: SampleRequest, context: RunContext
+) -> SampleResult | None:
+    """Generate `request.prompts` with the family's real inference pipeline (e.g. a diffusers
+    pipeline built around `pipeline.modules`, which the core has put on `pipeline.device` in
+    `pipeline.dtype`), after applying `request.loras` through that pipeline's own LoRA loader.
+    Returns a `SampleResult` (frames per prompt). Used by `diffsynth sample`. A family without
+    it cannot be sampled. Stops at the first non-None result.
     """
 
 

@@ -167,3 +167,51 @@ class OutputFile:
     suffix: str
     tensors: dict[str, torch.Tensor]
     metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoraFile:
+    """A LoRA file to apply for sampling, with the scale of its adapter (1.0 = as trained)."""
+
+    path: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """What to generate through a family's inference pipeline (`sample_images`).
+
+    None means "the family's (the real pipeline's) default". `inputs` holds the extra inputs by
+    their `ExtraInputSpec` names (`edit_image`, `kontext_images`, `input_image`) as lists of RGB
+    PIL images; `loras` are LoRA files the family applies with the pipeline's own
+    `load_lora_weights` (the code path users have). Every prompt is generated from `seed`, so a
+    prompt's image does not depend on its position in the list.
+    """
+
+    prompts: tuple[str, ...]
+    negative_prompt: str | None = None
+    height: int | None = None
+    width: int | None = None
+    #: Video families: frames to generate (e.g. 1 + 4k for Wan).
+    num_frames: int | None = None
+    steps: int | None = None
+    #: Embedded (distilled) guidance, e.g. FLUX.1-dev's `guidance_scale`.
+    guidance: float | None = None
+    #: Classifier-free guidance scale (Qwen-Image's `true_cfg_scale`, Wan's `guidance_scale`).
+    cfg_scale: float | None = None
+    seed: int = 0
+    inputs: dict[str, list[Any]] = field(default_factory=dict)
+    loras: tuple[LoraFile, ...] = ()
+
+
+@dataclass
+class SampleResult:
+    """What `sample_images` returns: for each prompt of the request, in order, its frames (RGB
+    PIL images: one for an image, several for a video) and, for a video, its frame rate."""
+
+    frames: list[list[Any]]
+    fps: int | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.fps is not None

@@ -15,6 +15,7 @@ from diffsynth.cli.dataset_cmd import dataset_app
 from diffsynth.cli.download_cmd import register_download
 from diffsynth.cli.models_cmd import models_app
 from diffsynth.cli.plan_cmd import build_plan_app
+from diffsynth.cli.sample_cmd import build_sample_app
 from diffsynth.cli.train_cmd import build_train_app
 from diffsynth.errors import PluginError, TrainingStopped, UserError
 from diffsynth.plugins import load_registry
@@ -36,6 +37,7 @@ def build_app() -> typer.Typer:
     app.add_typer(models_app(registry), name="models")
     app.add_typer(build_train_app(registry), name="train")
     app.add_typer(build_plan_app(registry), name="plan")
+    app.add_typer(build_sample_app(registry), name="sample")
     app.add_typer(dataset_app(registry), name="dataset")
     register_download(app, registry)
     return app

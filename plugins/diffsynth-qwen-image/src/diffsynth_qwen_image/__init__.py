@@ -39,6 +39,11 @@ class QwenImage(Family):
 
         return predict(pipeline, inputs, noisy_latents, sigmas)
 
+    def sample_images(self, pipeline, request, context):
+        from .sampling import sample
+
+        return sample(pipeline, request, context)
+
 
 plugin = QwenImage()
 

@@ -1,0 +1,79 @@
+"""Helpers for a family's `sample_images` (see docs/plugins.md): the LoRA files of a request
+loaded through the pipeline's own `load_lora_weights`, seeded generators, and frames from a
+pipeline's output.
+
+Nothing here knows a particular pipeline; it uses only diffusers' LoRA-loader mixin API
+(`load_lora_weights`, `get_list_adapters`, `set_adapters`, `delete_adapters`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from diffsynth.errors import UserError
+from diffsynth.types import LoraFile
+
+ADAPTER_PREFIX = "diffsynth_sample_"
+
+
+@contextmanager
+def loras_applied(pipe: Any, loras: tuple[LoraFile, ...] | list[LoraFile]) -> Iterator[Any]:
+    """Load each file with `pipe.load_lora_weights` (as a user of diffusers would), activate them
+    with their scales, and delete the adapters again on exit, leaving the modules as they were."""
+    names: list[str] = []
+    try:
+        for i, lora in enumerate(loras):
+            name = f"{ADAPTER_PREFIX}{i}"
+            if not Path(lora.path).is_file():
+                raise UserError(f"--lora {lora.path}: no such file")
+            before = _adapters(pipe)
+            try:
+                pipe.load_lora_weights(lora.path, adapter_name=name)
+            except UserError:
+                raise
+            except Exception as exc:  # diffusers' converters raise many kinds; the message says which
+                raise UserError(
+                    f"--lora {lora.path}: {type(pipe).__name__}.load_lora_weights could not load it "
+                    f"({' '.join(str(exc).split())[:300]})"
+                ) from exc
+            if name not in _adapters(pipe) - before:
+                raise UserError(f"--lora {lora.path}: none of its weights match this model's modules (a LoRA of another model?)")
+            names.append(name)
+        if names:
+            pipe.set_adapters(names, adapter_weights=[float(lora.scale) for lora in loras])
+        yield pipe
+    finally:
+        if names:
+            pipe.delete_adapters(names)
+
+
+def _adapters(pipe: Any) -> set[str]:
+    return {name for names in pipe.get_list_adapters().values() for name in names}
+
+
+def generator(seed: int):
+    """A CPU generator seeded with `seed`: the same noise on every device (diffusers draws on the
+    generator's device and moves the noise)."""
+    import torch
+
+    return torch.Generator("cpu").manual_seed(int(seed))
+
+
+def pil_frames(images: Any) -> list[Any]:
+    """A pipeline's output for one prompt (a PIL image, a list of them, or an array of frames
+    (F, H, W, 3) in [0, 1]) -> a list of RGB PIL images."""
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(images, Image.Image):
+        return [images.convert("RGB")]
+    if isinstance(images, (list, tuple)) and images and isinstance(images[0], Image.Image):
+        return [i.convert("RGB") for i in images]
+    array = np.asarray(images)
+    if array.ndim == 3:
+        array = array[None]
+    array = (np.clip(array, 0.0, 1.0) * 255).round().astype(np.uint8)
+    return [Image.fromarray(frame) for frame in array]

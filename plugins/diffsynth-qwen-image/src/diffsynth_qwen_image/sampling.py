@@ -1,0 +1,58 @@
+"""`sample_images`: diffusers' QwenImagePipeline (or QwenImageEditPipeline with an edit image)
+built around the modules `load_pipeline` loaded, LoRA files applied with its own
+`load_lora_weights`, called as a diffusers user would."""
+
+from __future__ import annotations
+
+from diffsynth.plugin import RunContext, UserError
+from diffsynth.sampling import generator, loras_applied, pil_frames
+from diffsynth.types import SampleRequest, SampleResult
+
+from .pipeline import QwenImageModules
+from .tiny import SCHEDULER_CONFIG
+
+# Qwen-Image's model card: true_cfg_scale 4.0 with the negative prompt " " (the pipeline runs
+# classifier-free guidance only when a negative prompt is given).
+DEFAULT_CFG_SCALE = 4.0
+DEFAULT_NEGATIVE_PROMPT = " "
+
+
+def diffusers_pipeline(pipe: QwenImageModules, edit: bool):
+    """The real inference pipeline over our modules (no copy), with Qwen/Qwen-Image's scheduler."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageEditPipeline, QwenImagePipeline
+
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIG)
+    common = dict(scheduler=scheduler, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, transformer=pipe.dit)
+    if edit:
+        if pipe.processor is None:
+            raise UserError("--edit_image needs the Qwen2-VL processor: pass --processor_path (e.g. Qwen/Qwen-Image-Edit:processor/)")
+        return QwenImageEditPipeline(processor=pipe.processor, **common)
+    return QwenImagePipeline(**common)
+
+
+def sample(pipe: QwenImageModules, request: SampleRequest, context: RunContext) -> SampleResult:
+    edit_images = request.inputs.get("edit_image") or []
+    if len(edit_images) > 1:
+        raise UserError("--edit_image: Qwen-Image-Edit takes one image")
+    unknown = sorted(set(request.inputs) - {"edit_image"})
+    if unknown:
+        raise UserError(f"qwen-image takes no {', '.join('--' + u for u in unknown)} (extra input: --edit_image)")
+    dp = diffusers_pipeline(pipe, edit=bool(edit_images))
+    cfg = DEFAULT_CFG_SCALE if request.cfg_scale is None else request.cfg_scale
+    negative = DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt
+    kwargs = dict(
+        negative_prompt=negative if cfg > 1 else None,
+        true_cfg_scale=cfg,
+        height=request.height,
+        width=request.width,
+    )
+    if request.steps is not None:
+        kwargs["num_inference_steps"] = request.steps
+    if edit_images:
+        kwargs["image"] = edit_images[0]
+    frames = []
+    with loras_applied(dp, request.loras):
+        for prompt in request.prompts:
+            out = dp(prompt=prompt, generator=generator(request.seed), output_type="pil", **kwargs)
+            frames.append(pil_frames(out.images[0]))
+    return SampleResult(frames=frames)
