@@ -45,6 +45,7 @@ _LAZY = {
     "DownloadSettings": "diffsynth.models.sources",
     "resolve_folder": "diffsynth.models.sources",
     "resize_and_crop": "diffsynth.data.media",
+    "calibration_images": "diffsynth.models.calibration",
 }
 
 

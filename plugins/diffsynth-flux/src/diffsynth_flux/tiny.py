@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from diffsynth.plugin import UserError
+from diffsynth.plugin import UserError, calibration_images
 
 from . import original_format
 
@@ -99,18 +99,9 @@ def build_vae() -> torch.nn.Module:
 
     vae = AutoencoderKL(**TINY_VAE)
     with torch.no_grad():
-        latents = vae.encode(_calibration_images()).latent_dist.mode()
+        latents = vae.encode(calibration_images()).latent_dist.mode()
     vae.register_to_config(shift_factor=latents.mean().item(), scaling_factor=1.0 / latents.std().clamp_min(1e-6).item())
     return vae
-
-
-def _calibration_images(size: int = 32) -> torch.Tensor:
-    """Solid primaries/secondaries plus horizontal and vertical ramps, in [-1, 1], (N, 3, H, W)."""
-    colours = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1]])
-    solid = colours.float().view(-1, 3, 1, 1).expand(-1, 3, size, size)
-    ramp = torch.linspace(0, 1, size)
-    ramps = torch.stack([ramp.view(1, size).expand(size, size), ramp.view(size, 1).expand(size, size)])
-    return torch.cat([solid, ramps.view(2, 1, size, size).expand(2, 3, size, size)]) * 2 - 1
 
 
 def build_clip(tokenizer) -> torch.nn.Module:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from diffsynth.plugin import UserError
+from diffsynth.plugin import UserError, calibration_images
 
 # Special tokens of the real Qwen2.5-VL tokenizer, in their real id order (151643...).
 SPECIAL_TOKENS = (
@@ -101,22 +101,12 @@ def build_vae() -> torch.nn.Module:
 
     vae = AutoencoderKLQwenImage(**TINY_VAE)
     with torch.no_grad():
-        latents = vae.encode(_calibration_images()).latent_dist.mode()  # (N, C, 1, h, w)
+        latents = vae.encode(calibration_images()[:, :, None]).latent_dist.mode()  # (N, C, 1, h, w)
     per_channel = latents.transpose(0, 1).reshape(latents.shape[1], -1)
     vae.register_to_config(
         latents_mean=per_channel.mean(1).tolist(), latents_std=per_channel.std(1).clamp_min(1e-6).tolist()
     )
     return vae
-
-
-def _calibration_images(size: int = 32) -> torch.Tensor:
-    """Solid primaries/secondaries plus horizontal and vertical ramps, in [-1, 1], (N, 3, 1, H, W)."""
-    colours = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1]])
-    solid = colours.float().view(-1, 3, 1, 1).expand(-1, 3, size, size)
-    ramp = torch.linspace(0, 1, size)
-    ramps = torch.stack([ramp.view(1, size).expand(size, size), ramp.view(size, 1).expand(size, size)])
-    ramps = ramps.view(2, 1, size, size).expand(2, 3, size, size)
-    return (torch.cat([solid, ramps]) * 2 - 1)[:, :, None]
 
 
 def build_text_encoder(tokenizer) -> torch.nn.Module:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from diffsynth.plugin import UserError
+from diffsynth.plugin import UserError, calibration_images
 
 from . import convert
 from .spec import A14B_EXPERTS, CLIP_FILE, T5_FILE, VAE21_FILE, VAE22_FILE
@@ -158,7 +158,7 @@ def build_vae(latent_channels: int) -> torch.nn.Module:
 @torch.no_grad()
 def _calibrate(vae) -> None:
     z = vae.config.z_dim
-    mu = vae.encode(_calibration_images()).latent_dist.mode()  # (N, z, 1, h, w)
+    mu = vae.encode(calibration_images()[:, :, None]).latent_dist.mode()  # (N, z, 1, h, w)
     per_channel = mu.transpose(0, 1).reshape(z, -1)
     m, s = per_channel.mean(1), per_channel.std(1).clamp_min(1e-6)
     mean, std = torch.tensor(vae.config.latents_mean), torch.tensor(vae.config.latents_std)
@@ -170,15 +170,6 @@ def _calibrate(vae) -> None:
     shift = pq.weight.flatten(1) @ (m - mean / gain)
     pq.weight /= gain.view(1, -1, 1, 1, 1)
     pq.bias += shift
-
-
-def _calibration_images(size: int = 32) -> torch.Tensor:
-    """Solid primaries/secondaries plus two ramps, in [-1, 1], as 1-frame clips (N, 3, 1, H, W)."""
-    colours = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1], [1, 0, 1], [0, 0, 0], [1, 1, 1]])
-    solid = colours.float().view(-1, 3, 1, 1).expand(-1, 3, size, size)
-    ramp = torch.linspace(0, 1, size)
-    ramps = torch.stack([ramp.view(1, size).expand(size, size), ramp.view(size, 1).expand(size, size)])
-    return (torch.cat([solid, ramps.view(2, 1, size, size).expand(2, 3, size, size)]) * 2 - 1)[:, :, None]
 
 
 def build_tokenizer():
