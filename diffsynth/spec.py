@@ -100,6 +100,10 @@ class FamilySpec:
     #: File columns loaded when --data_file_keys is not given; those absent from the metadata
     #: are skipped (DiffSynth-Studio's video trainers default to "image,video").
     default_data_file_keys: tuple[str, ...] = ("image",)
+    #: Version of what `preprocess_inputs` computes: raise it when the same sample and encoders
+    #: would give other TrainingInputs, so encoder caches built before are not used
+    #: (diffsynth.cache keys every entry with it).
+    preprocess_version: str = "1"
     #: Filled in by the core at registration: distribution name and version of the plugin.
     plugin: str = ""
     plugin_version: str = ""

@@ -37,6 +37,14 @@ class RunContext:
     sigmoid_scale: float = 1.0
     logit_mean: float = 0.0
     logit_std: float = 1.0
+    #: The components this run loads (None: all the family's). The encoder cache loads the encoders
+    #: alone to fill it (`--task sft:data_process`, `--cache_dir`) and the denoiser alone to train from
+    #: it: `load_pipeline` builds what `models.components` holds and requires only what `needs` says.
+    components: tuple[str, ...] | None = None
+
+    def needs(self, component: str) -> bool:
+        """Whether `load_pipeline` must have `component` (False: load it only if it is given)."""
+        return self.components is None or component in self.components
 
     @property
     def torch_dtype(self) -> torch.dtype:

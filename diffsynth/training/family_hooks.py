@@ -55,7 +55,7 @@ class FamilyHooks:
     def load_pipeline(self, models: ModelFiles, context: RunContext) -> FamilyPipeline:
         pipeline = self._hook.load_pipeline(family=self.family.name, models=models, context=context)
         pipeline = self._required("load_pipeline", pipeline)
-        if pipeline.denoiser not in pipeline.modules:
+        if pipeline.denoiser not in pipeline.modules and context.needs(pipeline.denoiser):
             raise PluginError(f"{self.family.name}: load_pipeline has no module {pipeline.denoiser!r} (its denoiser)")
         # the core owns where and in what the family computes (see FamilyPipeline.dtype)
         pipeline.dtype = context.torch_dtype

@@ -48,22 +48,21 @@ class FluxModules(FamilyPipeline):
 
 
 def load(models: ModelFiles, context: RunContext) -> FluxModules:
-    missing = [name for name in COMPONENTS if name not in models.components]
+    missing = [name for name in COMPONENTS if name not in models.components and context.needs(name)]
     if missing:
         raise UserError(f"flux needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
-    if models.tokenizer_path is None:
+    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
+    if models.tokenizer_path is None and encodes_text:
         raise UserError(f"flux needs the CLIP tokenizer: pass --tokenizer_path (e.g. {DEV_REPO}:tokenizer/)")
     dtype = context.torch_dtype
-    modules = {
-        "dit": load_dit(models.components["dit"], dtype),
-        "text_encoder": load_clip(models.components["text_encoder"], dtype),
-        "text_encoder_2": load_t5(models.components["text_encoder_2"], dtype),
-        "vae": load_vae(models.components["vae"], dtype),
-    }
+    loaders = {"dit": load_dit, "text_encoder": load_clip, "text_encoder_2": load_t5, "vae": load_vae}
+    modules = {name: load(models.components[name], dtype) for name, load in loaders.items() if name in models.components}
     from transformers import CLIPTokenizer, T5TokenizerFast
 
-    tokenizer = CLIPTokenizer.from_pretrained(str(models.tokenizer_path))
-    tokenizer_2 = T5TokenizerFast.from_pretrained(str(tokenizer_2_folder(models.tokenizer_path, context)))
+    tokenizer = tokenizer_2 = None
+    if encodes_text:
+        tokenizer = CLIPTokenizer.from_pretrained(str(models.tokenizer_path))
+        tokenizer_2 = T5TokenizerFast.from_pretrained(str(tokenizer_2_folder(models.tokenizer_path, context)))
     return FluxModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, tokenizer_2=tokenizer_2)
 
 

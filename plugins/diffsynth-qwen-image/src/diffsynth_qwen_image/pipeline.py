@@ -38,26 +38,24 @@ class QwenImageModules(FamilyPipeline):
 
 
 def load(models: ModelFiles, context: RunContext) -> QwenImageModules:
-    missing = [name for name in COMPONENTS if name not in models.components]
+    missing = [name for name in COMPONENTS if name not in models.components and context.needs(name)]
     if missing:
         raise UserError(f"qwen-image needs checkpoints for: {', '.join(missing)} (add them to --model_paths)")
-    if models.tokenizer_path is None:
+    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
+    if models.tokenizer_path is None and encodes_text:
         raise UserError("qwen-image needs the Qwen2 tokenizer: pass --tokenizer_path (e.g. Qwen/Qwen-Image:tokenizer/)")
-    edit = "edit_image" in context.extra_inputs
+    edit = "edit_image" in context.extra_inputs and encodes_text
     if edit and models.processor_path is None:
         raise UserError(
             "qwen-image with edit_image needs the Qwen2-VL processor: pass --processor_path "
             "(e.g. Qwen/Qwen-Image-Edit:processor/)"
         )
     dtype = context.torch_dtype
-    modules = {
-        "dit": load_dit(models, dtype),
-        "text_encoder": load_text_encoder(models, dtype),
-        "vae": load_vae(models, dtype),
-    }
+    loaders = {"dit": load_dit, "text_encoder": load_text_encoder, "vae": load_vae}
+    modules = {name: load(models, dtype) for name, load in loaders.items() if name in models.components}
     from transformers import Qwen2Tokenizer
 
-    tokenizer = Qwen2Tokenizer.from_pretrained(str(models.tokenizer_path))
+    tokenizer = Qwen2Tokenizer.from_pretrained(str(models.tokenizer_path)) if encodes_text else None
     processor = None
     if edit:
         from .processor import ImageTextProcessor

@@ -31,7 +31,8 @@ class WanConditioning:
 
 
 def preprocess(pipe: WanModules, sample: Sample, context: RunContext) -> TrainingInputs:
-    frames = _frames(sample, multiple=pipe.vae.config.scale_factor_spatial * pipe.dit.config.patch_size[1])
+    patch = pipe.dit.config.patch_size[1] if "dit" in pipe.modules else 2  # no DiT: the encoder cache; every Wan patches 2x2
+    frames = _frames(sample, multiple=pipe.vae.config.scale_factor_spatial * patch)
     latents = encode_video(pipe, frames)
     cond = WanConditioning(prompt_embeds=encode_prompt(pipe, sample.prompt))
     mask = None

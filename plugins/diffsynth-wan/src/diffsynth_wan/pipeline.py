@@ -48,26 +48,29 @@ class WanModules(FamilyPipeline):
 
 
 def load(models: ModelFiles, context: RunContext) -> WanModules:
-    missing = [name for name in REQUIRED if name not in models.components]
+    missing = [name for name in REQUIRED if name not in models.components and context.needs(name)]
     if missing:
         raise UserError(f"wan needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
-    if models.tokenizer_path is None:
+    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
+    if models.tokenizer_path is None and encodes_text:
         raise UserError("wan needs the umT5 tokenizer: pass --tokenizer_path (e.g. Wan-AI/Wan2.1-T2V-1.3B:google/umt5-xxl/)")
     dtype = context.torch_dtype
-    modules = {
-        "dit": load_dit(models.components["dit"], dtype),
-        "text_encoder": load_text_encoder(models.components["text_encoder"], dtype),
-        "vae": load_vae(models.components["vae"], dtype),
-    }
-    if "image_encoder" in models.components:
-        modules["image_encoder"] = load_image_encoder(models.components["image_encoder"], dtype)
-    mode = detect_mode(modules, "input_image" in context.extra_inputs)
-    if mode == "i2v" and modules["dit"].config.image_dim is not None and "image_encoder" not in modules:
-        raise UserError(f"this Wan I2V DiT takes CLIP image features: add {convert_hint()} to the model sources")
+    loaders = {"dit": load_dit, "text_encoder": load_text_encoder, "vae": load_vae, "image_encoder": load_image_encoder}
+    modules = {name: load(models.components[name], dtype) for name, load in loaders.items() if name in models.components}
+    input_image = "input_image" in context.extra_inputs
+    if "dit" in modules and "vae" in modules:
+        mode = detect_mode(modules, input_image)
+        if mode == "i2v" and modules["dit"].config.image_dim is not None and "image_encoder" not in modules:
+            raise UserError(f"this Wan I2V DiT takes CLIP image features: add {convert_hint()} to the model sources")
+    elif "vae" in modules:  # the encoder cache, without the DiT: the VAE tells I2V (Wan2.1) from TI2V (Wan2.2)
+        mode = ("ti2v" if modules["vae"].config.is_residual else "i2v") if input_image else "t2v"
+    else:  # training from the encoder cache: the mode only shaped the cached inputs
+        mode = "t2v"
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(models.tokenizer_path))
-    text_len = (models.components["dit"].sibling_config() or {}).get("text_len", 512)
+    tokenizer = AutoTokenizer.from_pretrained(str(models.tokenizer_path)) if encodes_text else None
+    dit_group = models.components.get("dit")
+    text_len = ((dit_group.sibling_config() if dit_group else None) or {}).get("text_len", 512)
     return WanModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, mode=mode, text_len=text_len)
 
 
