@@ -45,6 +45,11 @@ class Flux(Family):
 
         return normalize(state_dict, metadata)
 
+    def sample_images(self, pipeline, request, context):
+        from .sampling import sample
+
+        return sample(pipeline, request, context)
+
 
 plugin = Flux()
 

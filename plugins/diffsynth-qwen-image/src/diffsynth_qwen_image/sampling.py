@@ -37,6 +37,8 @@ def sample(pipe: QwenImageModules, request: SampleRequest, context: RunContext) 
     unknown = sorted(set(request.inputs) - {"edit_image"})
     if unknown:
         raise UserError(f"qwen-image takes no {', '.join('--' + u for u in unknown)} (extra input: --edit_image)")
+    if request.guidance is not None:
+        raise UserError("--guidance: Qwen-Image has no embedded guidance; use --cfg_scale")
     dp = diffusers_pipeline(pipe, edit=bool(edit_images))
     cfg = DEFAULT_CFG_SCALE if request.cfg_scale is None else request.cfg_scale
     negative = DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt

@@ -53,6 +53,11 @@ class Wan(Family):
 
         return normalize(state_dict, metadata)
 
+    def sample_images(self, pipeline, request, context):
+        from .sampling import sample
+
+        return sample(pipeline, request, context)
+
 
 plugin = Wan()
 

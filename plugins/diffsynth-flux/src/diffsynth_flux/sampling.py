@@ -1,0 +1,59 @@
+"""`sample_images`: diffusers' FluxPipeline (or FluxKontextPipeline with a reference image)
+built around the modules `load_pipeline` loaded, LoRA files applied with its own
+`load_lora_weights`, called as a diffusers user would (embedded guidance 3.5 by default)."""
+
+from __future__ import annotations
+
+from diffsynth.plugin import RunContext, UserError
+from diffsynth.sampling import generator, loras_applied, pil_frames
+from diffsynth.types import SampleRequest, SampleResult
+
+from .inputs import KONTEXT, t5_length
+from .pipeline import FluxModules
+from .tiny import SCHEDULER_CONFIG
+
+
+def diffusers_pipeline(pipe: FluxModules, kontext: bool):
+    """The real inference pipeline over our modules (no copy), with FLUX.1-dev's scheduler."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxKontextPipeline, FluxPipeline
+
+    cls = FluxKontextPipeline if kontext else FluxPipeline
+    return cls(
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIG),
+        vae=pipe.vae,
+        text_encoder=pipe.modules["text_encoder"],
+        tokenizer=pipe.tokenizer,
+        text_encoder_2=pipe.modules["text_encoder_2"],
+        tokenizer_2=pipe.tokenizer_2,
+        transformer=pipe.dit,
+    )
+
+
+def sample(pipe: FluxModules, request: SampleRequest, context: RunContext) -> SampleResult:
+    references = request.inputs.get(KONTEXT) or []
+    if len(references) > 1:
+        raise UserError(f"--{KONTEXT}: FluxKontextPipeline takes one reference image")
+    unknown = sorted(set(request.inputs) - {KONTEXT})
+    if unknown:
+        raise UserError(f"flux takes no {', '.join('--' + u for u in unknown)} (extra input: --{KONTEXT})")
+    if request.guidance is not None and not pipe.dit.config.guidance_embeds:
+        raise UserError("--guidance: this FLUX transformer has no guidance embedding (use --cfg_scale with --negative_prompt)")
+    dp = diffusers_pipeline(pipe, kontext=bool(references))
+    kwargs = dict(height=request.height, width=request.width, max_sequence_length=t5_length(pipe))
+    optional = {
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance,
+        "true_cfg_scale": request.cfg_scale,
+        "negative_prompt": request.negative_prompt,
+    }
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    if references:
+        kwargs["image"] = references[0]
+        if request.height and request.width:  # Kontext generates max_area pixels at the asked aspect ratio
+            kwargs["max_area"] = request.height * request.width
+    frames = []
+    with loras_applied(dp, request.loras):
+        for prompt in request.prompts:
+            out = dp(prompt=prompt, generator=generator(request.seed), output_type="pil", **kwargs)
+            frames.append(pil_frames(out.images[0]))
+    return SampleResult(frames=frames)
