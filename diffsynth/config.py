@@ -65,6 +65,13 @@ class TrainConfig:
         "in the data order, so a resumed run drops the same ones).",
         DATASET,
     )
+    cache_dir: str | None = opt(
+        None,
+        "Encode every row once into this folder (VAE latents, text embeddings; only what is missing or changed), "
+        "free the encoders and train from it. Refused when an encoder is trained or with --caption_dropout_rate.",
+        DATASET,
+    )
+    cache: bool = opt(False, "--cache_dir <output_path>/cache.", DATASET)
     # --- Resolution ---
     height: int | None = opt(None, "Fixed image height (with --width); else dynamic resolution.", RESOLUTION)
     width: int | None = opt(None, "Fixed image width (with --height).", RESOLUTION)
@@ -90,6 +97,12 @@ class TrainConfig:
     tokenizer_path: str | None = opt(None, "Tokenizer folder or repo/id:folder/ (default: the family's).", MODELS)
     processor_path: str | None = opt(None, "Processor folder or repo/id:folder/ (default: the family's).", MODELS)
     variant: str | None = opt(None, "Which of the family's default model sets to use when no model flag is given.", MODELS)
+    offload_models: str | None = opt(
+        None,
+        "Comma-separated model sources (as in --model_id_with_origin_paths) this run leaves unloaded "
+        "(DiffSynth-Studio's split training; with --task sft:data_process / sft:train).",
+        MODELS,
+    )
     download_source: str | None = opt(
         None, "modelscope or huggingface (default: $DIFFSYNTH_DOWNLOAD_SOURCE or modelscope).", MODELS
     )
@@ -104,7 +117,12 @@ class TrainConfig:
     trainable_models: str | None = opt(
         None, "Comma-separated components to train fully (e.g. dit).", TRAINING
     )
-    task: str = opt("sft", "Training task (sft: flow-matching supervised fine-tuning).", TRAINING)
+    task: str = opt(
+        "sft",
+        "sft (flow-matching supervised fine-tuning); split training (DiffSynth-Studio's): sft:data_process encodes "
+        "the dataset into an encoder cache at --output_path, sft:train trains from the cache at --dataset_base_path.",
+        TRAINING,
+    )
     seed: int = opt(0, "Random seed (noise, timesteps, data order, LoRA init).", TRAINING)
     min_timestep_boundary: float = opt(
         0.0, "Skip the noisiest fraction of the schedule: train on indices >= this fraction counted from the noisy end (0 = sigma 1).", TRAINING

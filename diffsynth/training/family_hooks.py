@@ -45,6 +45,7 @@ def flow_matching_loss(pipeline: FamilyPipeline, inputs: TrainingInputs, context
 class FamilyHooks:
     def __init__(self, registry: FamilyRegistry, family: FamilySpec) -> None:
         self.family = family
+        self.registry = registry
         self._hook = registry.hook
 
     def _required(self, name: str, result):

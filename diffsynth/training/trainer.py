@@ -18,6 +18,15 @@ from typing import Any
 
 import torch
 
+from diffsynth.cache.stage import (
+    DATA_PROCESS,
+    TRAIN_FROM_CACHE,
+    CachedRun,
+    cached_inputs,
+    prepare_cached_run,
+    run_data_process,
+    validate_cache,
+)
 from diffsynth.config import TrainConfig
 from diffsynth.data.dataset import (
     DatasetOptions,
@@ -88,8 +97,7 @@ def use_one_cpu_thread() -> None:
 
 def validate(config: TrainConfig, family: FamilySpec) -> None:
     """Flag checks that need no model and no data."""
-    if config.task != "sft":
-        raise UserError(f"--task: only 'sft' is supported, got {config.task!r}")
+    validate_cache(config, family)  # --task sft | sft:data_process | sft:train, --cache_dir, --cache
     if config.report_to not in ("none", "tensorboard"):
         raise UserError(f"--report_to: expected none or tensorboard, got {config.report_to!r}")
     known = {e.name for e in family.extra_inputs}
@@ -184,6 +192,8 @@ class Trainer:
         self.family = registry.get(config.family)
         self.hooks = FamilyHooks(registry, self.family)
         self.config = config
+        #: Set by `run` when it trains from the encoder cache (diffsynth.cache).
+        self.cached: CachedRun | None = None
 
     @cached_property
     def context(self) -> RunContext:
@@ -263,7 +273,14 @@ class Trainer:
     def run(self) -> TrainResult:
         config = self.config
         validate(config, self.family)
-        dataset = self._dataset()  # fails in seconds on a bad dataset, before any model load
+        # fails in seconds on a bad dataset, before any model load (stage 2 of split training has no source dataset)
+        dataset = None if config.task == TRAIN_FROM_CACHE else self._dataset()
+        if config.task == DATA_PROCESS:  # stage 1 of split training: fill the encoder cache, train nothing
+            run_data_process(self, dataset)
+            return TrainResult(steps=0)
+        self.cached = prepare_cached_run(self, dataset)  # --cache_dir/--cache/sft:train: encoders done, freed
+        if self.cached is not None:
+            dataset, self.context = self.cached.dataset, self.cached.context
         run = self._prepare(dataset)
         result = TrainResult(steps=run.start.step)
         main = run.accelerator.is_main_process
@@ -302,7 +319,8 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
         config = self.config
-        model_files = resolve_model_files(self.family, config)  # cheap (headers only); before any write
+        # cheap (headers only); before any write. From the encoder cache: the denoiser alone
+        model_files = self.cached.model_files if self.cached else resolve_model_files(self.family, config)
         use_one_cpu_thread()
         accelerator = Accelerator(
             cpu=not torch.cuda.is_available(),
@@ -414,7 +432,9 @@ class Trainer:
                 raise UserError(sample.message)
             with accelerator.accumulate(*modules), activations_offloaded(config.use_gradient_checkpointing_offload):
                 run.recipe.drop_caption(sample, epoch, accelerator.process_index, consumed)
-                inputs = self.hooks.preprocess(pipeline, sample, self.context, with_grad=train_preprocess)
+                inputs = cached_inputs(sample, pipeline.device) or self.hooks.preprocess(
+                    pipeline, sample, self.context, with_grad=train_preprocess
+                )
                 run.recipe.mask(inputs, sample)
                 loss = self.hooks.loss(pipeline, inputs, self.context)
                 value = float(loss.detach().float().item())
