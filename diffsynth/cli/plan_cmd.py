@@ -23,6 +23,8 @@ def _plan_parameters() -> list[inspect.Parameter]:
     return [
         inspect.Parameter("vram", kw, default=None, annotation=Annotated[typing.Optional[str], typer.Option(
             "--vram", help="Card memory (24GB, 80, 81559MiB) or auto: pick the fastest options that fit.", rich_help_panel=PANEL)]),
+        inspect.Parameter("device", kw, default="cuda", annotation=Annotated[str, typer.Option(
+            "--device", help="Plan for a run on cuda (--dtype auto = bf16) or cpu (fp32; host memory).", rich_help_panel=PANEL)]),
         inspect.Parameter("as_json", kw, default=False, annotation=Annotated[bool, typer.Option(
             "--json", help="Print one JSON object (peak_gib, breakdown, alternatives, choice).", rich_help_panel=PANEL)]),
         inspect.Parameter("compare", kw, default=True, annotation=Annotated[bool, typer.Option(
@@ -45,7 +47,7 @@ def make_plan_command(registry: FamilyRegistry, family: FamilySpec) -> Callable[
         config.family = family.name
         config.family_options = {n: kwargs[n] for n in family_option_names}
         vram = parse_vram(kwargs["vram"]) if kwargs["vram"] is not None else None
-        result = plan(registry, config, vram=vram, compare=kwargs["compare"])
+        result = plan(registry, config, vram=vram, compare=kwargs["compare"], device=kwargs["device"])
         if kwargs["as_json"]:
             typer.echo(json.dumps(result))
             return

@@ -17,6 +17,7 @@ def as_dict(prediction: Prediction) -> dict[str, Any]:
         "family": prediction.family,
         "variant": prediction.variant,
         "peak_gib": gib(prediction.peak),
+        "peak_bytes": prediction.peak,
         "breakdown": {k: gib(v) for k, v in prediction.breakdown.items()},
         "weights": {k: gib(v) for k, v in prediction.weights.items()},
         "phases": {k: gib(v) for k, v in prediction.phases.items()},

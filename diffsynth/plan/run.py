@@ -8,20 +8,21 @@ from typing import Any
 from diffsynth.config import TrainConfig
 from diffsynth.plan import GIB, choices
 from diffsynth.plan.report import as_dict, gib
-from diffsynth.plan.simulate import Prediction, predict
+from diffsynth.plan.simulate import Prediction, predict, resolve_plan_dtype
 from diffsynth.plugins import FamilyRegistry
 
 
-def plan(registry: FamilyRegistry, config: TrainConfig, vram: int | None = None, compare: bool = True) -> dict[str, Any]:
+def plan(
+    registry: FamilyRegistry, config: TrainConfig, vram: int | None = None, compare: bool = True, device: str = "cuda"
+) -> dict[str, Any]:
     """One JSON-able object: the prediction (`peak_gib`, `breakdown`, ...), `alternatives` (when
-    `compare`) and `choice` (when `vram`)."""
+    `compare`) and `choice` (when `vram`), for a run on `device` (cuda, or cpu)."""
     from diffsynth.training.trainer import validate
 
     family = registry.get(config.family)
-    if config.dtype == "auto":
-        config.dtype = "bf16"  # plan for the GPU
+    resolve_plan_dtype(config, device)  # before validate, which would resolve auto for this machine
     validate(config, family)
-    base = predict(registry, copy.deepcopy(config))
+    base = predict(registry, copy.deepcopy(config), device)
     denoiser = family.denoiser
     encoders = choices.frozen_encoders(config, base.components, denoiser)
     can_fp8_denoiser = denoiser not in config.trainable_model_names()
@@ -30,7 +31,7 @@ def plan(registry: FamilyRegistry, config: TrainConfig, vram: int | None = None,
 
     def predicted(options: choices.Options) -> Prediction:
         if options not in known:
-            known[options] = predict(registry, choices.with_options(config, options, denoiser, encoders))
+            known[options] = predict(registry, choices.with_options(config, options, denoiser, encoders), device)
         return known[options]
 
     def row(options: choices.Options) -> dict[str, Any]:

@@ -4,11 +4,12 @@ The same code as `diffsynth train` wherever it can be: `plan_training` / `apply_
 FP8 storage, LoRA, gradient checkpointing), `FamilyHooks.preprocess` / `.loss` (the family's
 preprocess and the core's loss), `backward`, AdamW. What differs, and why:
 - the modules come from the family's `plan_pipeline` (meta device, no weights) and become fake;
-- the compute dtype is the GPU's (`--dtype auto` is bf16, as on a GPU);
-- AdamW gets `foreach=True`, its default on CUDA (on CPU tensors it would loop per tensor), and
+- the planned device is a GPU unless `device="cpu"` (`diffsynth plan --device cpu`): `--dtype
+  auto` is then bf16, as on a GPU (fp32 for a CPU, as `train` resolves it there);
+- AdamW gets `foreach=True`, its default on CUDA (for a CPU its default, a loop per tensor), and
   its state exists before the measured step (the steady state from step 2 on);
-- `--use_gradient_checkpointing_offload` moves saved tensors off the simulated device (the
-  trainer's `save_on_cpu` would copy CPU to CPU here).
+- for a GPU, `--use_gradient_checkpointing_offload` moves saved tensors off the simulated device
+  (the trainer's `save_on_cpu` would copy CPU to CPU here); for a CPU they stay, as they do.
 """
 
 from __future__ import annotations
@@ -54,10 +55,20 @@ class Prediction:
     seconds: float = 0.0
 
 
-def plan_context(config: TrainConfig, family: FamilySpec) -> RunContext:
-    """The run's context with the GPU's compute dtype (`auto` -> bf16)."""
+DEVICES = ("cuda", "cpu")
+
+
+def resolve_plan_dtype(config: TrainConfig, device: str) -> None:
+    """`--dtype auto` as `train` resolves it on `device`: bf16 on a GPU, fp32 on a CPU."""
+    if device not in DEVICES:
+        raise UserError(f"--device: expected cuda or cpu, got {device!r}")
     if config.dtype == "auto":
-        config.dtype = "bf16"
+        config.dtype = "bf16" if device == "cuda" else "fp32"
+
+
+def plan_context(config: TrainConfig, family: FamilySpec, device: str = "cuda") -> RunContext:
+    """The run's context with the planned device's compute dtype (`auto` -> bf16 / fp32)."""
+    resolve_plan_dtype(config, device)
     if config.dtype not in ("fp32", "bf16", "fp16"):
         raise UserError(f"--dtype: expected auto, fp32, bf16 or fp16, got {config.dtype!r}")
     return RunContext.for_run(config, family.options_value(config.family_options))
@@ -121,12 +132,13 @@ def saved_tensors_off_device(enabled: bool):
         yield
 
 
-def settings(config: TrainConfig, family: FamilySpec, plan: TrainablePlan) -> dict[str, Any]:
+def settings(config: TrainConfig, family: FamilySpec, plan: TrainablePlan, device: str = "cuda") -> dict[str, Any]:
     width, height = image_size(config, family)
     video = "video" in family.default_data_file_keys
     return {
         "size": f"{width}x{height}" + (f"x{config.num_frames}" if video else ""),
         "dtype": config.dtype,
+        "device": device,
         "lora": {"component": plan.lora_component, "rank": config.effective_lora_rank()} if plan.lora_component else None,
         "trainable_models": plan.full_components,
         "gradient_checkpointing": "offload" if config.use_gradient_checkpointing_offload else bool(config.use_gradient_checkpointing),
@@ -134,22 +146,22 @@ def settings(config: TrainConfig, family: FamilySpec, plan: TrainablePlan) -> di
     }
 
 
-def predict(registry: FamilyRegistry, config: TrainConfig) -> Prediction:
-    """Simulate one training step of `config` (flags as for `train`); nothing is allocated."""
+def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda") -> Prediction:
+    """Simulate one training step of `config` (flags as for `train`) on `device` (cuda or cpu);
+    nothing is allocated."""
     started = time.perf_counter()
     family = registry.get(config.family)
     hooks = FamilyHooks(registry, family)
-    context = plan_context(config, family)
+    context = plan_context(config, family, device)
     sample = planned_sample(config, family)
     pipeline = plan_pipeline(registry, family, config, context)
     plan = plan_training(family, config, pipeline)
     apply_plan(plan, pipeline, config)  # on the meta device: the trainer's order and code
     labels = Labels(pipeline)
     with fake_mode(), UnknownValuesAreOne(), LiveMemory(labels=labels) as memory:
-        device = pipeline.device
         done: dict[int, torch.Tensor] = {}
         for module in pipeline.modules.values():
-            make_fake(module, device, done)
+            make_fake(module, pipeline.device, done)
         weights = {}
         for name, module in pipeline.modules.items():
             frozen = [t for t in module.parameters() if not t.requires_grad] + list(module.buffers())
@@ -161,14 +173,14 @@ def predict(registry: FamilyRegistry, config: TrainConfig) -> Prediction:
             memory.add(p)
         weights[TRAINABLE] = memory.live_bytes(params)
         labels.weights_done(params)
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True)
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=device == "cuda")
         labels.optimizer = optimizer
         for p in params:  # the optimizer's state as it is from the second step on
             p.grad = torch.zeros_like(p)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         train_preprocess = any(n != pipeline.denoiser for n in plan.components)
-        with saved_tensors_off_device(config.use_gradient_checkpointing_offload):
+        with saved_tensors_off_device(config.use_gradient_checkpointing_offload and device == "cuda"):
             with memory.phase("encoders"):
                 inputs = hooks.preprocess(pipeline, sample, context, with_grad=train_preprocess)
             with memory.phase("denoiser"):
@@ -184,7 +196,7 @@ def predict(registry: FamilyRegistry, config: TrainConfig) -> Prediction:
         breakdown=dict(sorted(memory.at_peak.items())),
         weights=weights,
         phases={name: phase.peak for name, phase in memory.phases.items()},
-        settings=settings(config, family, plan),
+        settings=settings(config, family, plan, device),
         components=list(pipeline.modules),
         seconds=time.perf_counter() - started,
     )
