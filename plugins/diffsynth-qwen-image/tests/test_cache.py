@@ -168,3 +168,29 @@ def test_cache_of_other_model_or_family_or_no_cache_refused(workdir, tmp_path):
     result = run_diffsynth(*stage2, cwd=workdir)
     assert result.returncode != 0 and len(errors(result)) == 1
     assert "not an encoder cache" in result.stderr, result.stderr
+
+
+def test_two_processes_build_the_cache_in_parallel(workdir):
+    """`accelerate launch` with 2 processes: rows are split by rank (4 each), and the cache equals
+    the one a single process builds, entry for entry."""
+    import subprocess
+    import sys
+
+    stage1 = with_flags(
+        command(DATA), output_path="./cache2", task="sft:data_process",
+        model_id_with_origin_paths=SOURCES.replace(DIT + ",", ""),
+    )
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "diffsynth", *stage1]  # fmt: skip
+    env = dict(os.environ, DIFFSYNTH_SKIP_DOWNLOAD="True", OMP_NUM_THREADS="1")
+    env.pop("DIFFSYNTH_MODEL_BASE_PATH", None)
+    parallel = subprocess.run(launch, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert parallel.returncode == 0, parallel.stderr
+    assert "encoding 4 of 8 rows" in parallel.stderr and "(2 process(es))" in parallel.stderr
+    single = run_diffsynth(*with_flags(stage1, output_path="./cache1"), cwd=workdir)
+    assert single.returncode == 0, single.stderr
+    index = lambda name: json.loads((workdir / name / "index.json").read_text())["rows"]  # noqa: E731
+    assert index("cache2") == index("cache1")
+    for row in index("cache1"):
+        rel = Path("entries") / row["key"][:2] / f"{row['key']}.safetensors"
+        assert (workdir / "cache2" / rel).read_bytes() == (workdir / "cache1" / rel).read_bytes()
