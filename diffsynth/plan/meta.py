@@ -22,7 +22,7 @@ def empty_module(factory: Callable[[], torch.nn.Module], dtype: torch.dtype) -> 
         module = factory()
     persistent = set(module.state_dict(keep_vars=True))
     with torch.no_grad():
-        for name, param in module.named_parameters():
+        for param in module.parameters():
             if param.is_floating_point() and param.dtype != dtype:
                 param.data = param.data.to(dtype)
         for name, buf in module.named_buffers():

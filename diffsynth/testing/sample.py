@@ -26,7 +26,7 @@ def offline_in(model_base: Path, cwd: Path) -> Iterator[None]:
         yield
 
 
-def run_in_process(model_base: Path, cwd: Path, *args: str) -> None:
+def run_in_process(model_base: Path, cwd: Path, *args: str | Path) -> None:
     """`diffsynth ARGS` through the real entry point, in this process (SystemExit on an error)."""
     from diffsynth.cli import main
 

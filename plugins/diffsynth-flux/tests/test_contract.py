@@ -3,7 +3,6 @@ with the exported LoRA loaded through diffusers' own `FluxPipeline.load_lora_wei
 
 from __future__ import annotations
 
-import torch
 from test_lora_export import dit_inputs
 
 from diffsynth.testing.contract import FamilyContract
