@@ -28,10 +28,13 @@ from diffsynth.spec import (
 from diffsynth.types import (
     CheckpointGroup,
     FamilyPipeline,
+    LoraFile,
     ModelFiles,
     OutputFile,
     RunContext,
     Sample,
+    SampleRequest,
+    SampleResult,
     TrainedWeights,
     TrainingInputs,
 )
@@ -46,6 +49,10 @@ _LAZY = {
     "resolve_folder": "diffsynth.models.sources",
     "resize_and_crop": "diffsynth.data.media",
     "calibration_images": "diffsynth.models.calibration",
+    "empty_module": "diffsynth.plan.meta",
+    "generator": "diffsynth.sampling",
+    "loras_applied": "diffsynth.sampling",
+    "pil_frames": "diffsynth.sampling",
 }
 
 
@@ -57,6 +64,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CheckpointGroup", "CheckpointHeader", "ComponentSpec", "ExtraInputSpec", "Family", "FamilyOption",
-    "FamilyPipeline", "FamilySpec", "LoraKeyFormat", "ModelFiles", "OutputFile", "PluginError", "PresetSpec",
-    "RunContext", "Sample", "TrainedWeights", "TrainingInputs", "UserError", "VariantSpec", "hookimpl", *_LAZY,
+    "FamilyPipeline", "FamilySpec", "LoraFile", "LoraKeyFormat", "ModelFiles", "OutputFile", "PluginError",
+    "PresetSpec", "RunContext", "Sample", "SampleRequest", "SampleResult", "TrainedWeights", "TrainingInputs",
+    "UserError", "VariantSpec", "hookimpl", *_LAZY,
 ]  # fmt: skip

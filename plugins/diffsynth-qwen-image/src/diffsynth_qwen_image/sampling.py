@@ -4,9 +4,15 @@ built around the modules `load_pipeline` loaded, LoRA files applied with its own
 
 from __future__ import annotations
 
-from diffsynth.plugin import RunContext, UserError
-from diffsynth.sampling import generator, loras_applied, pil_frames
-from diffsynth.types import SampleRequest, SampleResult
+from diffsynth.plugin import (
+    RunContext,
+    SampleRequest,
+    SampleResult,
+    UserError,
+    generator,
+    loras_applied,
+    pil_frames,
+)
 
 from .pipeline import QwenImageModules
 from .tiny import SCHEDULER_CONFIG

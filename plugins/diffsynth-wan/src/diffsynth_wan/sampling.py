@@ -5,9 +5,15 @@ diffusers user would, with the scheduler of the Wan-AI *-Diffusers repos."""
 
 from __future__ import annotations
 
-from diffsynth.plugin import RunContext, UserError
-from diffsynth.sampling import generator, loras_applied, pil_frames
-from diffsynth.types import SampleRequest, SampleResult
+from diffsynth.plugin import (
+    RunContext,
+    SampleRequest,
+    SampleResult,
+    UserError,
+    generator,
+    loras_applied,
+    pil_frames,
+)
 
 from .inputs import CLIP_MEAN, CLIP_STD
 from .pipeline import WanModules
