@@ -27,6 +27,7 @@ DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT, CHECKPOINTS = (
     "Checkpoints",
 )
 OPTIMIZER, TIMESTEPS = "Optimizer and schedule", "Timesteps"
+VALIDATION = "Validation"
 
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal", "sigmoid", "shift", "flux_shift")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear", "cosine_with_restarts")
@@ -214,6 +215,19 @@ class TrainConfig:
         "Comma-separated components (or their --model_paths / --model_id_with_origin_paths entries) whose weights "
         "are stored in FP8 (float8_e4m3fn) and computed in the training dtype; frozen models or the LoRA base.",
         GRADIENT,
+    )
+    # --- Validation ---
+    validation_metadata_path: str | None = opt(
+        None,
+        "Held-out rows (a metadata file, paths relative to --dataset_base_path): their loss at fixed noise "
+        "levels and fixed noise, logged as val_loss.",
+        VALIDATION,
+    )
+    validation_steps: int | None = opt(
+        None, "Compute val_loss every N optimizer steps (and at the end; default: at the end only).", VALIDATION
+    )
+    keep_best: bool = opt(
+        False, "Also write the weights with the lowest val_loss as best*.safetensors (best.json says the step).", VALIDATION
     )
     # --- Output ---
     output_path: str = opt("./models/train", "Folder for weights, logs and the model card.", OUTPUT)

@@ -57,6 +57,14 @@ from diffsynth.training.outputs import RunOutputs, prepare_output_dir
 from diffsynth.training.precision import activations_offloaded
 from diffsynth.training.progress import TrainingProgress
 from diffsynth.training.stop_signals import StopRequest
+from diffsynth.training.validation import (
+    BEST_STEM,
+    BestRecord,
+    ValidationSet,
+    encode_validation_set,
+    validation_dataset,
+    validation_loss,
+)
 from diffsynth.training.trainable import (
     TrainablePlan,
     adopt_lora_checkpoint,
@@ -75,6 +83,10 @@ class TrainResult:
     steps: int
     files: list[Path] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    smoothed_loss: float | None = None
+    #: --keep_best: the files of the lowest val_loss (written again whenever it improves).
+    best_files: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def resolve_dtype(name: str) -> str:
@@ -111,6 +123,11 @@ def validate(config: TrainConfig, family: FamilySpec) -> None:
             raise UserError(f"--{flag}: expected a positive integer, got {getattr(config, flag)}")
     if not 0.0 <= config.min_timestep_boundary < config.max_timestep_boundary <= 1.0:
         raise UserError("--min_timestep_boundary/--max_timestep_boundary: expected 0 <= min < max <= 1")
+    if config.validation_steps is not None and config.validation_steps < 1:
+        raise UserError(f"--validation_steps: expected a positive integer, got {config.validation_steps}")
+    if (config.validation_steps or config.keep_best) and not config.validation_metadata_path:
+        flag = "--keep_best" if config.keep_best else "--validation_steps"
+        raise UserError(f"{flag} needs --validation_metadata_path (the held-out rows val_loss is computed on)")
     _validate_ranges(config)
     validate_recipe(config)
     _validate_components(config, family)
@@ -182,6 +199,8 @@ class PreparedRun:
     last_checkpoint: Path | None = None
     #: What set-up did that the user should read (a merged preset LoRA, a continued LoRA).
     notes: list[str] = field(default_factory=list)
+    validation: ValidationSet | None = None
+    best: BestRecord | None = None
     recipe: RunRecipe | None = None  # EMA, grad clipping, caption dropout (diffsynth.training.recipes)
 
 
@@ -281,7 +300,11 @@ class Trainer:
         self.cached = prepare_cached_run(self, dataset)  # --cache_dir/--cache/sft:train: encoders done, freed
         if self.cached is not None:
             dataset, self.context = self.cached.dataset, self.cached.context
+        held_out = validation_dataset(self.config, self.family)  # before any model load, like the dataset
         run = self._prepare(dataset)
+        if held_out is not None:
+            run.validation = encode_validation_set(self.hooks, run.pipeline, self.context, held_out, config.seed)
+            run.best = BestRecord.read(run.outputs.root) if run.start.step else None
         result = TrainResult(steps=run.start.step)
         main = run.accelerator.is_main_process
         with run.stop, TrainingProgress(run.total_steps, enabled=main, completed=run.start.step) as progress:
@@ -310,6 +333,7 @@ class Trainer:
                 + card_note(config)
             )
         run.accelerator.end_training()
+        result.seconds = time.perf_counter() - run.started
         return result
 
     def _prepare(self, dataset: TrainingDataset) -> PreparedRun:
@@ -456,13 +480,17 @@ class Trainer:
             value = sum(micro_losses) / len(micro_losses) if micro_losses else float("nan")
             result.losses.append(value)
             smooth = progress.advance(value, lr)
+            result.smoothed_loss = smooth
+            val_loss = self._validation_due(run, result.steps)
             if accelerator.is_main_process:
-                run.outputs.append_loss(
-                    {"step": result.steps, "epoch": epoch, "loss": value, "smoothed_loss": smooth, "lr": lr,
-                     "rows": rows, "elapsed_s": round(time.perf_counter() - run.started, 3)}
-                )
+                row = {"step": result.steps, "epoch": epoch, "loss": value, "smoothed_loss": smooth, "lr": lr,
+                       "rows": rows, "elapsed_s": round(time.perf_counter() - run.started, 3)}
+                run.outputs.append_loss(row if val_loss is None else {**row, "val_loss": val_loss})
             if config.report_to == "tensorboard":
-                accelerator.log({"loss": value, "lr": lr}, step=result.steps)
+                accelerator.log({"loss": value, "lr": lr, **({} if val_loss is None else {"val_loss": val_loss})},
+                                step=result.steps)  # fmt: skip
+            if val_loss is not None:
+                self._keep_if_best(run, result, val_loss)
             micro_losses, rows = [], []
             position = TrainingPosition(result.steps, epoch, consumed)
             if config.save_steps and result.steps % config.save_steps == 0:
@@ -473,6 +501,24 @@ class Trainer:
                 self._stop_on_signal(run, position)
             if result.steps >= run.total_steps:
                 return
+
+    def _validation_due(self, run: PreparedRun, step: int) -> float | None:
+        """val_loss every --validation_steps optimizer steps and at the last step (else None)."""
+        if run.validation is None:
+            return None
+        every = self.config.validation_steps
+        if step != run.total_steps and not (every and step % every == 0):
+            return None
+        return validation_loss(self.hooks, run.pipeline, run.validation)
+
+    def _keep_if_best(self, run: PreparedRun, result: TrainResult, val_loss: float) -> None:
+        """--keep_best: the weights with the lowest val_loss so far as best*.safetensors."""
+        if not self.config.keep_best or (run.best is not None and val_loss >= run.best.val_loss):
+            return
+        run.best = BestRecord(result.steps, val_loss)
+        result.best_files = self._save(run, BEST_STEM)  # every process: the save gathers shards
+        if run.accelerator.is_main_process:
+            run.best.write(run.outputs.root)
 
     def _nonfinite(self, run: PreparedRun, value: float, step: int, sample) -> None:
         """Skip a NaN/inf micro-batch while --skip_nonfinite allows, else stop naming it."""

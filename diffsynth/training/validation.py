@@ -1,0 +1,93 @@
+"""Validation loss that means something from step to step, and the best file by it.
+
+Each held-out row is encoded once; its loss is the flow-matching loss at fixed noise levels
+(`SIGMAS`) with fixed noise (seeded by the run's seed and the row), so the figure changes only
+when the weights do. It never touches the training's random state, so a run with validation
+trains exactly as one without (and resumes bit for bit).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from diffsynth.config import TrainConfig
+from diffsynth.data.dataset import DatasetOptions, TrainingDataset, check_dataset_quickly
+from diffsynth.spec import FamilySpec
+from diffsynth.training import flow_matching as fm
+from diffsynth.training.outputs import atomic_write_text
+from diffsynth.types import FamilyPipeline, RunContext, TrainingInputs
+
+#: Noise levels every held-out row is scored at (spread over the schedule, ends excluded).
+SIGMAS = (0.2, 0.4, 0.6, 0.8)
+BEST_STEM = "best"
+BEST_RECORD = "best.json"
+
+
+@dataclass
+class ValidationSet:
+    """The held-out rows, encoded once."""
+
+    inputs: list[TrainingInputs]
+    seed: int
+
+
+def validation_dataset(config: TrainConfig, family: FamilySpec) -> TrainingDataset | None:
+    """`--validation_metadata_path` read like the training metadata (same base folder, columns,
+    resolution), checked before any model loads; None without the flag."""
+    if not config.validation_metadata_path:
+        return None
+    flags = replace(config, dataset_metadata_path=config.validation_metadata_path, dataset_repeat=1)
+    options = DatasetOptions.from_config(
+        flags,
+        multiple=family.resolution_multiple,
+        required_columns=("prompt",),
+        derivable_inputs=tuple(e.name for e in family.extra_inputs if not e.column_required),
+        default_file_keys=family.default_data_file_keys,
+    )
+    return TrainingDataset(options, check_dataset_quickly(options))
+
+
+def encode_validation_set(hooks, pipeline: FamilyPipeline, context: RunContext, dataset: TrainingDataset, seed: int) -> ValidationSet:
+    """Every held-out row through the family's preprocessing, without gradients."""
+    inputs = [hooks.preprocess(pipeline, dataset[index], context) for index in range(dataset.num_rows)]
+    return ValidationSet(inputs, seed)
+
+
+def validation_loss(hooks, pipeline: FamilyPipeline, validation: ValidationSet) -> float:
+    """Mean flow-matching loss over the held-out rows and `SIGMAS`, with fixed noise."""
+    devices = [pipeline.device] if pipeline.device is not None and pipeline.device.type == "cuda" else []
+    total, count = 0.0, 0
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):  # the training's RNG stays as it was
+        for row, inputs in enumerate(validation.inputs):
+            latents = inputs.latents
+            noise_source = torch.Generator().manual_seed(validation.seed * 1_000_003 + row)
+            noise = torch.randn(latents.shape, generator=noise_source).to(latents)
+            for sigma in SIGMAS:
+                sigmas = torch.full((latents.shape[0],), sigma, device=latents.device)
+                prediction = hooks.predict(pipeline, inputs, fm.add_noise(latents, noise, sigmas), sigmas)
+                total += fm.flow_matching_loss(prediction, fm.flow_target(latents, noise), inputs.loss_mask).item()
+                count += 1
+    return total / count
+
+
+@dataclass
+class BestRecord:
+    """The lowest validation loss so far and the step it was reached at (`best.json`)."""
+
+    step: int
+    val_loss: float
+
+    @classmethod
+    def read(cls, folder: Path) -> BestRecord | None:
+        path = folder / BEST_RECORD
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text())
+        return cls(int(data["step"]), float(data["val_loss"]))
+
+    def write(self, folder: Path) -> None:
+        atomic_write_text(folder / BEST_RECORD, json.dumps({"step": self.step, "val_loss": self.val_loss}) + "\n")
