@@ -127,7 +127,15 @@ def run_training(registry: FamilyRegistry, config: TrainConfig) -> None:
     with claim if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
         result = Trainer(registry, config).run()
     if result.files:
-        typer.echo(f"trained {result.steps} steps; wrote {', '.join(str(p) for p in result.files)}")
+        typer.echo(final_line(result))
+
+
+def final_line(result) -> str:  # noqa: ANN001 - a TrainResult (heavy module)
+    """The run in one line: where everything is, the files, the final smoothed loss, the time."""
+    names = ", ".join(p.name for p in result.files + result.best_files)
+    loss = f", final smoothed loss {result.smoothed_loss:.4g}" if result.smoothed_loss is not None else ""
+    plot = f", {result.loss_plot.name}" if result.loss_plot is not None else ""
+    return f"trained {result.steps} steps in {result.seconds:.1f} s{loss}; wrote {names}{plot} in {result.output}"
 
 
 class FamilyGroup(TyperGroup):

@@ -57,6 +57,7 @@ from diffsynth.training.outputs import RunOutputs, prepare_output_dir
 from diffsynth.training.precision import activations_offloaded
 from diffsynth.training.progress import TrainingProgress
 from diffsynth.training.stop_signals import StopRequest
+from diffsynth.training.loss_plot import write_loss_plot
 from diffsynth.training.validation import (
     BEST_STEM,
     BestRecord,
@@ -87,6 +88,8 @@ class TrainResult:
     #: --keep_best: the files of the lowest val_loss (written again whenever it improves).
     best_files: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    output: Path | None = None
+    loss_plot: Path | None = None
 
 
 def resolve_dtype(name: str) -> str:
@@ -332,8 +335,11 @@ class Trainer:
                 model_card(self.family, config, result.files, result.steps, sources, run.plan.lora_targets)
                 + card_note(config)
             )
+        if main:
+            result.loss_plot = write_loss_plot(run.outputs.root)
         run.accelerator.end_training()
         result.seconds = time.perf_counter() - run.started
+        result.output = run.outputs.root
         return result
 
     def _prepare(self, dataset: TrainingDataset) -> PreparedRun:

@@ -86,3 +86,19 @@ def test_keep_best_writes_the_lowest_val_loss_weights(offline, held_out, tmp_pat
 def test_keep_best_without_validation_data_is_refused(offline, tmp_path):
     with pytest.raises(UserError, match="--keep_best needs --validation_metadata_path"):
         Trainer(load_registry(), config(tmp_path / "x", keep_best=True)).run()
+
+
+def test_the_run_ends_with_a_loss_plot_and_one_line_naming_everything(offline, held_out, tmp_path):
+    from PIL import Image
+
+    from diffsynth.cli.train_cmd import final_line
+
+    out = tmp_path / "run"
+    result = Trainer(load_registry(), config(out, validation_metadata_path=str(held_out), validation_steps=4)).run()
+    plot = Image.open(out / "loss.png")
+    assert plot.size == (800, 450)
+    # the val_loss points are drawn in their own colour
+    assert (220, 90, 30) in {c for _, c in plot.getcolors(maxcolors=1 << 16)}
+    line = final_line(result)
+    assert line.startswith(f"trained {result.steps} steps in ") and f"final smoothed loss {result.smoothed_loss:.4g}" in line
+    assert "epoch-0.safetensors" in line and "loss.png" in line and line.endswith(f"in {out}")
