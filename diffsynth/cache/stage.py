@@ -73,6 +73,11 @@ def validate_cache(config: TrainConfig, family) -> None:
             f"{flag}: --caption_dropout_rate {config.caption_dropout_rate:g} changes the prompt from epoch to epoch; "
             "the cache holds each row's own prompt only: train without the cache or without caption dropout"
         )
+    if getattr(config, "validation_metadata_path", None):
+        raise UserError(
+            f"{flag}: --validation_metadata_path is not supported with the encoder cache yet (its rows are encoded "
+            "by the encoders, which a cached run does not load); train without the cache to get val_loss"
+        )
     if config.task == TRAIN_FROM_CACHE and config.dataset_metadata_path:
         raise UserError("--task sft:train: --dataset_base_path is the cache folder of stage 1; drop --dataset_metadata_path")
     if config.cache_dir and Path(config.cache_dir).exists() and not Path(config.cache_dir).is_dir():

@@ -133,6 +133,7 @@ def test_interrupted_build_resumes(workdir, data):
         ({"trainable_models": "vae", "cache_dir": "./c"}, "vae is trained"),
         ({"caption_dropout_rate": "0.1", "cache_dir": "./c"}, "--caption_dropout_rate 0.1 changes the prompt"),
         ({"task": "sft:train"}, "drop --dataset_metadata_path"),
+        ({"validation_metadata_path": str(DATA / "metadata.csv"), "cache_dir": "./c"}, "--validation_metadata_path is not supported"),
         ({"task": "sft:pretrain"}, "--task: expected one of sft, sft:data_process, sft:train"),
     ],
 )
