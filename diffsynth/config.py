@@ -226,6 +226,12 @@ class TrainConfig:
     validation_steps: int | None = opt(
         None, "Compute val_loss every N optimizer steps (and at the end; default: at the end only).", VALIDATION
     )
+    validation_prompts: str | None = opt(
+        None,
+        "A text file, one prompt per line: sampled with the family's inference pipeline (fixed seed) every "
+        "--validation_steps and at the end, into OUTPUT/samples/step-N/ with a grid.png.",
+        VALIDATION,
+    )
     keep_best: bool = opt(
         False, "Also write the weights with the lowest val_loss as best*.safetensors (best.json says the step).", VALIDATION
     )

@@ -49,6 +49,19 @@ class FamilyRegistry:
     def hook(self):
         return self.pm.hook
 
+    def implements(self, family: str, hook: str) -> bool:
+        """Whether some plugin answers the optional `hook` for `family`: a `Family` subclass that
+        overrides its method, or a plain hook implementation (which may answer any family)."""
+        from diffsynth.family import Family
+
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            plugin = impl.plugin
+            if not isinstance(plugin, Family):
+                return True
+            if plugin.spec.name == family and getattr(type(plugin), hook) is not getattr(Family, hook):
+                return True
+        return False
+
     def get(self, name: str) -> FamilySpec:
         """The family called `name` (or an alias); a UserError lists the registered ones."""
         if name in self.families:

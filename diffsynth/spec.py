@@ -122,6 +122,11 @@ class FamilySpec:
         expanded = [t for name in names for t in self.lora_target_aliases.get(name, (name,))]
         return list(dict.fromkeys(expanded))
 
+    @property
+    def makes_videos(self) -> bool:
+        """A family that trains on videos (its default file columns name one) generates videos."""
+        return "video" in self.default_data_file_keys
+
     def option_defaults(self) -> dict[str, Any]:
         return {opt.name: opt.default for opt in self.options}
 

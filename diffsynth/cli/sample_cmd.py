@@ -19,7 +19,7 @@ import typer
 
 from diffsynth.cli.train_cmd import FamilyGroup, option_parameter, underscores_to_dashes
 from diffsynth.config import TrainConfig
-from diffsynth.errors import PluginError, UserError
+from diffsynth.errors import UserError
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
 
@@ -30,8 +30,7 @@ IMAGE_SUFFIX, VIDEO_SUFFIX = ".png", ".mp4"
 
 
 def is_video_family(family: FamilySpec) -> bool:
-    """A family that trains on videos (its default file columns name one) generates videos."""
-    return "video" in family.default_data_file_keys
+    return family.makes_videos
 
 
 def _option(name: str, kind: Any, default: Any, help: str, panel: str, flag: str | None = None) -> inspect.Parameter:
@@ -200,7 +199,7 @@ def generate(registry: FamilyRegistry, family: FamilySpec, config: TrainConfig, 
     from diffsynth.models.resolve import resolve_model_files
     from diffsynth.training.family_hooks import FamilyHooks
     from diffsynth.training.trainer import resolve_dtype, use_one_cpu_thread
-    from diffsynth.types import RunContext, SampleResult
+    from diffsynth.types import RunContext
 
     models = resolve_model_files(family, config)  # headers only: a bad source fails before any load
     config.dtype = resolve_dtype(config.dtype)
@@ -212,12 +211,7 @@ def generate(registry: FamilyRegistry, family: FamilySpec, config: TrainConfig, 
         module.requires_grad_(False).eval().to(device)
     pipeline.device = device
     with torch.no_grad():
-        result = registry.hook.sample_images(family=family.name, pipeline=pipeline, request=request, context=context)
-    if result is None:
-        raise UserError(f"{family.name} cannot be sampled: its plugin does not implement sample_images")
-    if not isinstance(result, SampleResult) or len(result.frames) != len(request.prompts):
-        raise PluginError(f"{family.name}: sample_images must return a SampleResult with frames for each of the {len(request.prompts)} prompt(s)")
-    return result
+        return FamilyHooks(registry, family).sample_images(pipeline, request, context)
 
 
 def output_paths(output: str | None, suffix: str, count: int) -> list[Path]:
@@ -238,28 +232,14 @@ def write_result(result, output: str | None, suffix: str | None) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.partial")
         if suffix == VIDEO_SUFFIX:
+            from diffsynth.sampling import write_video
+
             write_video(tmp, frames, result.fps or 16)
         else:
             frames[0].save(tmp, format="PNG")
         os.replace(tmp, path)
         typer.echo(f"wrote {path}")
     return paths
-
-
-def write_video(path: Path, frames: list[Any], fps: int) -> None:
-    """H.264 MP4 (yuv420p, what every player opens) with PyAV's bundled FFmpeg."""
-    import av
-    import numpy as np
-
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=int(fps))
-        stream.width, stream.height = frames[0].size
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12", "threads": "1"}
-        for frame in frames:
-            packet = stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame.convert("RGB")), format="rgb24"))
-            container.mux(packet)
-        container.mux(stream.encode())
 
 
 def build_sample_app(registry: FamilyRegistry) -> typer.Typer:

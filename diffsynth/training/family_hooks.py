@@ -11,7 +11,7 @@ from functools import partial
 
 import torch
 
-from diffsynth.errors import PluginError
+from diffsynth.errors import PluginError, UserError
 from diffsynth.lora_format import DEFAULT_LORA_KEY_FORMAT
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
@@ -24,6 +24,8 @@ from diffsynth.types import (
     OutputFile,
     RunContext,
     Sample,
+    SampleRequest,
+    SampleResult,
     TrainedWeights,
     TrainingInputs,
 )
@@ -103,6 +105,18 @@ class FamilyHooks:
         state, metadata = read_lora_file(path, flag)
         normalized = self._hook.normalize_lora_state_dict(family=self.family.name, state_dict=state, metadata=metadata)
         return normalize_lora_keys(normalized if normalized is not None else state, metadata, module, f"{flag} {path}")
+
+    def sample_images(self, pipeline: FamilyPipeline, request: SampleRequest, context: RunContext) -> SampleResult:
+        """The family's inference pipeline on `request` (`sample_images`), checked."""
+        result = self._hook.sample_images(family=self.family.name, pipeline=pipeline, request=request, context=context)
+        if result is None:
+            raise UserError(f"{self.family.name} cannot be sampled: its plugin does not implement sample_images")
+        if not isinstance(result, SampleResult) or len(result.frames) != len(request.prompts):
+            raise PluginError(
+                f"{self.family.name}: sample_images must return a SampleResult with frames for each of the "
+                f"{len(request.prompts)} prompt(s)"
+            )
+        return result
 
     def sample(
         self, pipeline: FamilyPipeline, inputs: TrainingInputs, num_steps: int = 20, seed: int = 0

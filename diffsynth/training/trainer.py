@@ -63,8 +63,10 @@ from diffsynth.training.validation import (
     BestRecord,
     ValidationSet,
     encode_validation_set,
+    read_validation_prompts,
     validation_dataset,
     validation_loss,
+    write_samples,
 )
 from diffsynth.training.trainable import (
     TrainablePlan,
@@ -128,9 +130,10 @@ def validate(config: TrainConfig, family: FamilySpec) -> None:
         raise UserError("--min_timestep_boundary/--max_timestep_boundary: expected 0 <= min < max <= 1")
     if config.validation_steps is not None and config.validation_steps < 1:
         raise UserError(f"--validation_steps: expected a positive integer, got {config.validation_steps}")
-    if (config.validation_steps or config.keep_best) and not config.validation_metadata_path:
-        flag = "--keep_best" if config.keep_best else "--validation_steps"
-        raise UserError(f"{flag} needs --validation_metadata_path (the held-out rows val_loss is computed on)")
+    if config.keep_best and not config.validation_metadata_path:
+        raise UserError("--keep_best needs --validation_metadata_path (the held-out rows val_loss is computed on)")
+    if config.validation_steps and not (config.validation_metadata_path or config.validation_prompts):
+        raise UserError("--validation_steps needs --validation_metadata_path or --validation_prompts")
     _validate_ranges(config)
     validate_recipe(config)
     _validate_components(config, family)
@@ -204,6 +207,7 @@ class PreparedRun:
     notes: list[str] = field(default_factory=list)
     validation: ValidationSet | None = None
     best: BestRecord | None = None
+    validation_prompts: tuple[str, ...] = ()
     recipe: RunRecipe | None = None  # EMA, grad clipping, caption dropout (diffsynth.training.recipes)
 
 
@@ -213,6 +217,7 @@ class Trainer:
     def __init__(self, registry: FamilyRegistry, config: TrainConfig) -> None:
         self.family = registry.get(config.family)
         self.hooks = FamilyHooks(registry, self.family)
+        self.registry = registry
         self.config = config
         #: Set by `run` when it trains from the encoder cache (diffsynth.cache).
         self.cached: CachedRun | None = None
@@ -304,10 +309,14 @@ class Trainer:
         if self.cached is not None:
             dataset, self.context = self.cached.dataset, self.cached.context
         held_out = validation_dataset(self.config, self.family)  # before any model load, like the dataset
+        prompts = read_validation_prompts(self.config.validation_prompts)
+        if prompts and not self.registry.implements(self.family.name, "sample_images"):
+            raise UserError(f"--validation_prompts: {self.family.name} cannot be sampled (its plugin has no sample_images)")
         run = self._prepare(dataset)
         if held_out is not None:
             run.validation = encode_validation_set(self.hooks, run.pipeline, self.context, held_out, config.seed)
             run.best = BestRecord.read(run.outputs.root) if run.start.step else None
+        run.validation_prompts = prompts
         result = TrainResult(steps=run.start.step)
         main = run.accelerator.is_main_process
         with run.stop, TrainingProgress(run.total_steps, enabled=main, completed=run.start.step) as progress:
@@ -509,13 +518,32 @@ class Trainer:
                 return
 
     def _validation_due(self, run: PreparedRun, step: int) -> float | None:
-        """val_loss every --validation_steps optimizer steps and at the last step (else None)."""
-        if run.validation is None:
+        """Every --validation_steps optimizer steps and at the last step: the samples of
+        --validation_prompts (main process) and val_loss (returned; None when not due)."""
+        if run.validation is None and not run.validation_prompts:
             return None
         every = self.config.validation_steps
         if step != run.total_steps and not (every and step % every == 0):
             return None
-        return validation_loss(self.hooks, run.pipeline, run.validation)
+        if run.validation_prompts and run.accelerator.is_main_process:
+            self._write_samples(run, step)
+        return validation_loss(self.hooks, run.pipeline, run.validation) if run.validation is not None else None
+
+    def _write_samples(self, run: PreparedRun, step: int) -> None:
+        """The prompts through the family's pipeline with the unwrapped modules (a DDP wrapper's
+        forward would wait for the other processes)."""
+        from dataclasses import replace
+
+        modules = {name: run.accelerator.unwrap_model(m) for name, m in run.pipeline.modules.items()}
+        folder = run.outputs.root / "samples" / f"step-{step}"
+        written = write_samples(self.hooks, replace(run.pipeline, modules=modules), self.context, self.config,
+                                self.family, run.validation_prompts, folder)  # fmt: skip
+        if self.config.report_to == "tensorboard":
+            import numpy as np
+            from PIL import Image
+
+            grid = np.asarray(Image.open(written[-1]).convert("RGB"))
+            run.accelerator.get_tracker("tensorboard").log_images({"samples": grid[None]}, step=step, dataformats="NHWC")
 
     def _keep_if_best(self, run: PreparedRun, result: TrainResult, val_loss: float) -> None:
         """--keep_best: the weights with the lowest val_loss so far as best*.safetensors."""

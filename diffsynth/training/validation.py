@@ -91,3 +91,65 @@ class BestRecord:
 
     def write(self, folder: Path) -> None:
         atomic_write_text(folder / BEST_RECORD, json.dumps({"step": self.step, "val_loss": self.val_loss}) + "\n")
+
+
+def read_validation_prompts(path: str | None) -> tuple[str, ...]:
+    """`--validation_prompts FILE`: one prompt per line (blank lines skipped); checked before any
+    model loads."""
+    from diffsynth.errors import UserError
+
+    if not path:
+        return ()
+    try:
+        prompts = tuple(line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"--validation_prompts {path}: cannot read it ({exc})") from None
+    if not prompts:
+        raise UserError(f"--validation_prompts {path}: no prompt in it (expected one prompt per line)")
+    return prompts
+
+
+def sample_size(config: TrainConfig, family: FamilySpec) -> tuple[int, int]:
+    """The training resolution: --height/--width, else the square of --max_pixels, both rounded
+    down to the family's multiple."""
+    multiple = family.resolution_multiple
+    if config.height and config.width:
+        height, width = config.height, config.width
+    else:
+        height = width = int(config.max_pixels**0.5)
+    return max(multiple, height // multiple * multiple), max(multiple, width // multiple * multiple)
+
+
+def write_samples(hooks, pipeline: FamilyPipeline, context: RunContext, config: TrainConfig, family: FamilySpec,
+                  prompts: tuple[str, ...], folder: Path) -> list[Path]:  # fmt: skip
+    """Each prompt through the family's inference pipeline with the weights as they are now (the
+    LoRA live in the module), fixed seed: `folder/<i>.png` (`.mp4` for video) and `grid.png`."""
+    from PIL import Image
+
+    from diffsynth.sampling import write_video
+    from diffsynth.training.outputs import atomic_write
+    from diffsynth.types import SampleRequest
+
+    height, width = sample_size(config, family)
+    request = SampleRequest(prompts=prompts, height=height, width=width, seed=config.seed,
+                            num_frames=config.num_frames if family.makes_videos else None)  # fmt: skip
+    devices = [pipeline.device] if pipeline.device is not None and pipeline.device.type == "cuda" else []
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):  # the training's RNG stays as it was
+        result = hooks.sample_images(pipeline, request, context)
+    written = []
+    for i, frames in enumerate(result.frames):
+        if len(frames) > 1:
+            path = folder / f"{i}.mp4"
+            atomic_write(path, lambda tmp, frames=frames: write_video(tmp, frames, result.fps or 16))
+        else:
+            path = folder / f"{i}.png"
+            atomic_write(path, lambda tmp, image=frames[0]: image.save(tmp, format="PNG"))
+        written.append(path)
+    firsts = [frames[0].convert("RGB") for frames in result.frames]
+    grid = Image.new("RGB", (sum(f.width for f in firsts), max(f.height for f in firsts)), "white")
+    x = 0
+    for frame in firsts:
+        grid.paste(frame, (x, 0))
+        x += frame.width
+    atomic_write(folder / "grid.png", lambda tmp: grid.save(tmp, format="PNG"))
+    return [*written, folder / "grid.png"]

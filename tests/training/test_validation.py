@@ -102,3 +102,11 @@ def test_the_run_ends_with_a_loss_plot_and_one_line_naming_everything(offline, h
     line = final_line(result)
     assert line.startswith(f"trained {result.steps} steps in ") and f"final smoothed loss {result.smoothed_loss:.4g}" in line
     assert "epoch-0.safetensors" in line and "loss.png" in line and line.endswith(f"in {out}")
+
+
+def test_validation_prompts_need_a_family_that_can_sample(offline, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n")
+    with pytest.raises(UserError, match="--validation_prompts: toy cannot be sampled"):
+        Trainer(load_registry(), config(tmp_path / "x", validation_prompts=str(prompts))).run()
+    assert not (tmp_path / "x" / "loss_log.jsonl").exists()  # refused before training
