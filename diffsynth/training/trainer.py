@@ -65,6 +65,7 @@ from diffsynth.training.validation import (
     encode_validation_set,
     read_validation_prompts,
     validation_dataset,
+    validation_card_note,
     validation_loss,
     write_samples,
 )
@@ -339,13 +340,13 @@ class Trainer:
         if config.save_steps and result.steps % config.save_steps != 0:
             result.files += self._save(run, f"step-{result.steps}")
         if main:
+            result.loss_plot = write_loss_plot(run.outputs.root)
             sources = [s.spec for s in model_sources(self.family, config)]
             run.outputs.write_model_card(
                 model_card(self.family, config, result.files, result.steps, sources, run.plan.lora_targets)
                 + card_note(config)
+                + validation_card_note(run.outputs.root, run.best)
             )
-        if main:
-            result.loss_plot = write_loss_plot(run.outputs.root)
         run.accelerator.end_training()
         result.seconds = time.perf_counter() - run.started
         result.output = run.outputs.root

@@ -153,3 +153,18 @@ def write_samples(hooks, pipeline: FamilyPipeline, context: RunContext, config: 
         x += frame.width
     atomic_write(folder / "grid.png", lambda tmp: grid.save(tmp, format="PNG"))
     return [*written, folder / "grid.png"]
+
+
+def validation_card_note(folder: Path, best: BestRecord | None) -> str:
+    """Model card lines linking the loss curve, the best file and the newest samples."""
+    lines = []
+    if (folder / "loss.png").is_file():
+        lines += ["![loss, smoothed loss and val_loss against steps](loss.png)"]
+    if best is not None:
+        lines += [f"Lowest validation loss {best.val_loss:.5g} at step {best.step}: `{BEST_STEM}*.safetensors`."]
+    steps = sorted((p for p in (folder / "samples").glob("step-*") if (p / "grid.png").is_file()),
+                   key=lambda p: int(p.name.removeprefix("step-")))  # fmt: skip
+    if steps:
+        lines += [f"Samples at step {steps[-1].name.removeprefix('step-')} (fixed seed; every validation step in "
+                  f"`samples/`):", "", f"![samples]({steps[-1].relative_to(folder)}/grid.png)"]
+    return "\n".join(["", "## Validation", "", *lines]) + "\n" if lines else ""

@@ -35,6 +35,8 @@ def test_samples_at_each_validation_step_with_a_grid(tmp_path, model_base, monke
     step2 = np.asarray(Image.open(out / "samples" / "step-2" / "0.png"), dtype=np.int16)
     step4 = np.asarray(Image.open(out / "samples" / "step-4" / "0.png"), dtype=np.int16)
     assert np.abs(step2 - step4).max() > 0  # the LoRA trained in between shows
+    card = (out / "README.md").read_text()
+    assert "![samples](samples/step-4/grid.png)" in card and "(loss.png)" in card
 
 
 def test_the_same_weights_give_the_same_samples(tmp_path, model_base, monkeypatch):
