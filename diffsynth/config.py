@@ -223,6 +223,9 @@ class TrainConfig:
         "levels and fixed noise, logged as val_loss.",
         VALIDATION,
     )
+    validation_split: float | None = opt(
+        None, "Hold out this fraction of the training rows (the last ones) as the validation rows.", VALIDATION
+    )
     validation_steps: int | None = opt(
         None, "Compute val_loss every N optimizer steps (and at the end; default: at the end only).", VALIDATION
     )

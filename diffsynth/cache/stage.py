@@ -73,7 +73,7 @@ def validate_cache(config: TrainConfig, family) -> None:
             f"{flag}: --caption_dropout_rate {config.caption_dropout_rate:g} changes the prompt from epoch to epoch; "
             "the cache holds each row's own prompt only: train without the cache or without caption dropout"
         )
-    if getattr(config, "validation_metadata_path", None):
+    if getattr(config, "validation_metadata_path", None) or getattr(config, "validation_split", None) is not None:
         raise UserError(
             f"{flag}: --validation_metadata_path is not supported with the encoder cache yet (its rows are encoded "
             "by the encoders, which a cached run does not load); train without the cache to get val_loss"

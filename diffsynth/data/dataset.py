@@ -226,10 +226,12 @@ class TrainingDataset(torch.utils.data.Dataset):
     frames (`--num_frames`); other files a PIL image.
     """
 
-    def __init__(self, options: DatasetOptions, table: MetadataTable | None = None) -> None:
+    def __init__(self, options: DatasetOptions, table: MetadataTable | None = None, rows: range | None = None) -> None:
         self.table = table if table is not None else read_metadata(options.metadata_path)
         self.options = options = options.for_table(self.table)
-        self.num_rows = len(self.table)
+        #: The metadata rows this dataset serves (all of them, or one side of `held_out_split`).
+        self.rows = rows if rows is not None else range(len(self.table))
+        self.num_rows = len(self.rows)
         for key in options.file_keys:
             if key not in self.table.columns:
                 raise UserError(f"{self.table.path}: no column '{key}' (named in --data_file_keys); columns: {', '.join(self.table.columns)}")
@@ -241,7 +243,7 @@ class TrainingDataset(torch.utils.data.Dataset):
         index = int(index)
         if not -len(self) <= index < len(self):
             raise IndexError(f"dataset index {index} out of range for length {len(self)}")
-        row = index % self.num_rows
+        row = self.rows[index % self.num_rows]
         fields: dict[str, Any] = self.table.row(row)
         size = None
         for key in self.options.file_keys:
@@ -265,6 +267,18 @@ class TrainingDataset(torch.utils.data.Dataset):
                 )
             fields[key] = [resize_and_crop(f, *size) for f in loaded] if video else resize_and_crop(img, *size)
         return Sample(index=row, fields=fields)
+
+
+def held_out_split(dataset: TrainingDataset, fraction: float) -> tuple[TrainingDataset, TrainingDataset]:
+    """(training rows, held-out rows): the last `fraction` of the metadata's rows (at least one
+    each side) are held out, so the split is the same in every run and on every process."""
+    total = dataset.num_rows
+    held = max(1, round(total * fraction))
+    if held >= total:
+        raise UserError(f"--validation_split {fraction:g}: {total} row(s) cannot spare {held} for validation and keep one to train on")
+    start = dataset.rows.start
+    train = TrainingDataset(dataset.options, dataset.table, range(start, start + total - held))
+    return train, TrainingDataset(dataset.options, dataset.table, range(start + total - held, start + total))
 
 
 def first_item(batch: list[Sample]) -> Sample:

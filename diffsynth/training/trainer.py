@@ -32,6 +32,7 @@ from diffsynth.data.dataset import (
     DatasetOptions,
     TrainingDataset,
     check_dataset_quickly,
+    held_out_split,
 )
 from diffsynth.data.sampler import RepeatShuffleSampler
 from diffsynth.errors import TrainingStopped, UserError
@@ -131,10 +132,15 @@ def validate(config: TrainConfig, family: FamilySpec) -> None:
         raise UserError("--min_timestep_boundary/--max_timestep_boundary: expected 0 <= min < max <= 1")
     if config.validation_steps is not None and config.validation_steps < 1:
         raise UserError(f"--validation_steps: expected a positive integer, got {config.validation_steps}")
-    if config.keep_best and not config.validation_metadata_path:
-        raise UserError("--keep_best needs --validation_metadata_path (the held-out rows val_loss is computed on)")
-    if config.validation_steps and not (config.validation_metadata_path or config.validation_prompts):
-        raise UserError("--validation_steps needs --validation_metadata_path or --validation_prompts")
+    held_out = config.validation_metadata_path or config.validation_split is not None
+    if config.validation_split is not None and not 0 < config.validation_split < 1:
+        raise UserError(f"--validation_split: expected a fraction between 0 and 1, got {config.validation_split:g}")
+    if config.validation_split is not None and config.validation_metadata_path:
+        raise UserError("--validation_split and --validation_metadata_path: give one source of validation rows")
+    if config.keep_best and not held_out:
+        raise UserError("--keep_best needs --validation_metadata_path or --validation_split (the rows val_loss is computed on)")
+    if config.validation_steps and not (held_out or config.validation_prompts):
+        raise UserError("--validation_steps needs --validation_metadata_path, --validation_split or --validation_prompts")
     _validate_ranges(config)
     validate_recipe(config)
     _validate_components(config, family)
@@ -310,6 +316,8 @@ class Trainer:
         if self.cached is not None:
             dataset, self.context = self.cached.dataset, self.cached.context
         held_out = validation_dataset(self.config, self.family)  # before any model load, like the dataset
+        if config.validation_split is not None and dataset is not None:
+            dataset, held_out = held_out_split(dataset, config.validation_split)
         prompts = read_validation_prompts(self.config.validation_prompts)
         if prompts and not self.registry.implements(self.family.name, "sample_images"):
             raise UserError(f"--validation_prompts: {self.family.name} cannot be sampled (its plugin has no sample_images)")

@@ -37,7 +37,8 @@ class ValidationSet:
 
 def validation_dataset(config: TrainConfig, family: FamilySpec) -> TrainingDataset | None:
     """`--validation_metadata_path` read like the training metadata (same base folder, columns,
-    resolution), checked before any model loads; None without the flag."""
+    resolution), checked before any model loads; None without the flag (`--validation_split`
+    holds out training rows instead: `held_out_split`)."""
     if not config.validation_metadata_path:
         return None
     flags = replace(config, dataset_metadata_path=config.validation_metadata_path, dataset_repeat=1)

@@ -110,3 +110,22 @@ def test_validation_prompts_need_a_family_that_can_sample(offline, tmp_path):
     with pytest.raises(UserError, match="--validation_prompts: toy cannot be sampled"):
         Trainer(load_registry(), config(tmp_path / "x", validation_prompts=str(prompts))).run()
     assert not (tmp_path / "x" / "loss_log.jsonl").exists()  # refused before training
+
+
+def test_validation_split_holds_out_the_last_rows_from_training(offline, tmp_path):
+    out = tmp_path / "split"
+    Trainer(load_registry(), config(out, validation_split=0.25, validation_steps=3)).run()
+    rows = log(out)
+    trained_on = {r for row in rows for r in row["rows"]}
+    assert trained_on == set(range(6))  # 8 example rows: the last 2 are held out
+    assert [r["step"] for r in rows if "val_loss" in r] == [3, 6, 9, 12]
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"validation_split": 1.5}, "--validation_split: expected a fraction between 0 and 1"),
+    ({"validation_split": 0.99}, "--validation_split 0.99: 8 row"),
+    ({"validation_steps": 2}, "--validation_steps needs"),
+])
+def test_bad_validation_flags_are_one_line(offline, tmp_path, flags, message):
+    with pytest.raises(UserError, match=message):
+        Trainer(load_registry(), config(tmp_path / "x", **flags)).run()
