@@ -129,3 +129,17 @@ def test_validation_split_holds_out_the_last_rows_from_training(offline, tmp_pat
 def test_bad_validation_flags_are_one_line(offline, tmp_path, flags, message):
     with pytest.raises(UserError, match=message):
         Trainer(load_registry(), config(tmp_path / "x", **flags)).run()
+
+
+def test_resume_keeps_val_loss_and_the_best_file_consistent(offline, held_out, tmp_path):
+    flags = dict(validation_metadata_path=str(held_out), validation_steps=4, keep_best=True, checkpointing_steps=4)
+    straight = tmp_path / "straight"
+    Trainer(load_registry(), config(straight, **flags)).run()
+    resumed = tmp_path / "resumed"
+    Trainer(load_registry(), config(resumed, max_steps=8, **flags)).run()
+    Trainer(load_registry(), config(resumed, resume_from_checkpoint="latest", **flags)).run()
+    pick = lambda out: [(r["step"], r.get("val_loss")) for r in log(out)]  # noqa: E731
+    assert pick(resumed) == pick(straight)
+    assert (resumed / "best.json").read_text() == (straight / "best.json").read_text()
+    a, b = load_file(str(straight / "best.safetensors")), load_file(str(resumed / "best.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
