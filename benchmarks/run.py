@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks.common import Context, Record, cpu_model, machine_info
 
-GROUPS = ("overhead", "startup", "dataset", "memory", "load", "gpu")
+GROUPS = ("overhead", "startup", "dataset", "memory", "load", "plan_accuracy", "gpu")
 LATEST = Path(__file__).parent / "results" / "latest.json"
 
 

@@ -9,12 +9,16 @@ preprocess and the core's loss), `backward`, AdamW. What differs, and why:
 - AdamW gets `foreach=True`, its default on CUDA (for a CPU its default, a loop per tensor), and
   its state exists before the measured step (the steady state from step 2 on);
 - for a GPU, `--use_gradient_checkpointing_offload` moves saved tensors off the simulated device
-  (the trainer's `save_on_cpu` would copy CPU to CPU here); for a CPU they stay, as they do.
+  (the trainer's `save_on_cpu` would copy CPU to CPU here); for a CPU they stay, as they do;
+- for a CPU, a 3-D convolution (the VAEs of Qwen-Image and Wan are causal 3-D convolutions)
+  holds its im2col buffer while it runs (`CpuConv3dWorkspace`); a kernel's workspace is no
+  tensor, so the tracker would not see it otherwise.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,23 +90,40 @@ def plan_pipeline(registry: FamilyRegistry, family: FamilySpec, config: TrainCon
 class Labels:
     """Storage key -> label of the tensors that are not activations (called at each new peak).
 
-    Weights are labelled once, after they are made (`weights_done`); an FP8 layer's weight that
-    is upcast for its forward is a new tensor, counted as a temporary while it lives."""
+    Weights are labelled once, after they are made (`weights_done`), except those of layers with
+    a diffusers hook (FP8 layer-wise casting): `Module.to` gives those a new storage every
+    forward (the FP8 copy is made anew after the upcast one), so they are looked up again at
+    each peak. An upcast weight that autograd keeps after its layer's forward is a temporary
+    (`activations`)."""
 
     def __init__(self, pipeline: FamilyPipeline) -> None:
         self.pipeline = pipeline
         self.params: list[torch.nn.Parameter] = []
         self.optimizer: torch.optim.Optimizer | None = None
         self._weights: dict[int, str] = {}
+        self._moving: list[tuple[str, torch.nn.Module, str]] = []
 
     def weights_done(self, params: list[torch.nn.Parameter]) -> None:
         self.params = params
         for name, module in self.pipeline.modules.items():
-            for t in [*module.buffers(), *module.parameters()]:
-                self._weights[storage_key(t)] = TRAINABLE if t.requires_grad else weights_label(name)
+            for sub in module.modules():
+                moving = hasattr(sub, "_diffusers_hook")
+                for attr, t in [*sub._buffers.items(), *sub._parameters.items()]:
+                    if t is None:
+                        continue
+                    label = TRAINABLE if t.requires_grad else weights_label(name)
+                    if moving and not t.requires_grad:
+                        self._moving.append((label, sub, attr))
+                    else:
+                        self._weights[storage_key(t)] = label
 
     def __call__(self) -> dict[int, str]:
         out = dict(self._weights)
+        for label, sub, attr in self._moving:
+            t = sub._parameters.get(attr)
+            t = sub._buffers.get(attr) if t is None else t
+            if t is not None:
+                out[storage_key(t)] = label
         for p in self.params:
             if p.grad is not None:
                 out[storage_key(p.grad)] = GRADIENTS
@@ -132,6 +153,29 @@ def saved_tensors_off_device(enabled: bool):
         yield
 
 
+class CpuConv3dWorkspace(torch.utils._python_dispatch.TorchDispatchMode):
+    """PyTorch computes a 3-D convolution on a CPU with `slow_conv3d`, which unfolds its input
+    into a buffer of batch x (in_channels / groups x kernel volume) x output positions elements
+    that lives while the op runs (measured with RSS: a Conv3d 8 -> 8, kernel 3, on 384x384 needs
+    124 MB besides its 4.5 MB output; this formula gives 121.5). Enter it inside the tracker: the
+    buffer is made (and counted) next to the output, then freed."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten.convolution.default and args[0].dim() == 5 and not args[6] and out.device.type == "cpu":
+            weight = args[1]
+            columns = out.shape[0] * math.prod(weight.shape[1:]) * math.prod(out.shape[2:])
+            workspace = torch.empty(columns, dtype=out.dtype, device=out.device)
+            del workspace
+        return out
+
+
+def kernel_workspaces(device: str) -> contextlib.AbstractContextManager:
+    """The kernels' own buffers that a planned device's memory holds (see `CpuConv3dWorkspace`);
+    on a GPU, cuDNN's and cuBLAS's workspaces are not modelled."""
+    return CpuConv3dWorkspace() if device == "cpu" else contextlib.nullcontext()
+
+
 def settings(config: TrainConfig, family: FamilySpec, plan: TrainablePlan, device: str = "cuda") -> dict[str, Any]:
     width, height = image_size(config, family)
     video = "video" in family.default_data_file_keys
@@ -158,7 +202,7 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
     plan = plan_training(family, config, pipeline)
     apply_plan(plan, pipeline, config)  # on the meta device: the trainer's order and code
     labels = Labels(pipeline)
-    with fake_mode(), UnknownValuesAreOne(), LiveMemory(labels=labels) as memory:
+    with fake_mode(), UnknownValuesAreOne(), LiveMemory(labels=labels) as memory, kernel_workspaces(device):
         done: dict[int, torch.Tensor] = {}
         for module in pipeline.modules.values():
             make_fake(module, pipeline.device, done)
