@@ -115,6 +115,12 @@ class TrainConfig:
     num_epochs: int = opt(1, "Passes over the (repeated) dataset.", TRAINING)
     max_steps: int | None = opt(None, "Stop after this many optimizer steps.", TRAINING)
     gradient_accumulation_steps: int = opt(1, "Micro-batches per optimizer step.", TRAINING)
+    batch_size: int = opt(
+        1,
+        "Samples per micro-batch: rows that train at the same size (aspect buckets over the dynamic "
+        "resolution) are batched; a batch of N updates as N accumulated micro-batches would.",
+        TRAINING,
+    )
     trainable_models: str | None = opt(
         None, "Comma-separated components to train fully (e.g. dit).", TRAINING
     )

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 REQUIRED = ("load_pipeline", "preprocess_inputs", "predict_flow")
 #: Methods with a default a family may replace.
 OPTIONAL = (
-    "init_model", "plan_pipeline", "compute_loss", "split_state_dict", "normalize_lora_state_dict", "sample_images",
+    "init_model", "plan_pipeline", "collate_inputs", "compute_loss", "split_state_dict", "normalize_lora_state_dict",
+    "sample_images",
 )
 
 
@@ -81,6 +82,10 @@ class Family:
     def plan_pipeline(self, variant: str | None, context: RunContext) -> FamilyPipeline | None:
         """The real-size modules of `variant` on the meta device (no weights), for `diffsynth
         plan`; None: the family cannot be planned."""
+        return None
+
+    def collate_inputs(self, inputs: list[TrainingInputs]) -> TrainingInputs | None:
+        """Samples' inputs as one batch for `--batch_size` (None: the core's padding join)."""
         return None
 
     def compute_loss(
@@ -157,6 +162,10 @@ class Family:
     @hookimpl(specname="plan_pipeline")
     def _plan_pipeline_hook(self, family, variant, context):
         return self.plan_pipeline(variant, context) if self._mine(family) else None
+
+    @hookimpl(specname="collate_inputs")
+    def _collate_inputs_hook(self, family, inputs):
+        return self.collate_inputs(inputs) if self._mine(family) else None
 
     @hookimpl(specname="preprocess_inputs")
     def _preprocess_inputs_hook(self, family, pipeline, sample, context):

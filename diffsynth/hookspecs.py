@@ -95,6 +95,15 @@ def preprocess_inputs(
 
 
 @hookspec(firstresult=True)
+def collate_inputs(family: str, inputs: list[TrainingInputs]) -> TrainingInputs | None:
+    """Several samples' inputs (from `preprocess_inputs`, one sample each, same training size)
+    as one batch for `--batch_size`. Without an answer the core joins every tensor along its
+    batch dimension, right-padding sequences of different lengths with zeros (pad masks the same
+    way: 0 = no token). Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
 def predict_flow(
     family: str,
     pipeline: FamilyPipeline,

@@ -16,7 +16,7 @@ HOOKS = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, nam
 def test_hook_list_is_the_documented_one():
     assert HOOKS == sorted(
         ["register_families", "init_model", "load_pipeline", "plan_pipeline", "preprocess_inputs", "predict_flow",
-         "compute_loss", "split_state_dict", "normalize_lora_state_dict", "sample_images"]
+         "compute_loss", "split_state_dict", "normalize_lora_state_dict", "sample_images", "collate_inputs"]
     )
 
 

@@ -148,7 +148,7 @@ def build_identity(family, context: RunContext, encoders: dict[str, Any]) -> str
     options = context.options
     import dataclasses
 
-    opts = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else options
+    opts = dataclasses.asdict(options) if dataclasses.is_dataclass(options) and not isinstance(options, type) else options
     return _json_digest({
         "family": family.name, "preprocess_version": family.preprocess_version, "encoders": encoders,
         "dtype": context.dtype, "extra_inputs": list(context.extra_inputs), "options": opts,
@@ -266,6 +266,13 @@ class CachedDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return self.num_rows * self.options.repeat
+
+    def training_size(self, index: int) -> tuple[int, ...]:
+        """The row's latent shape, from its entry's header (the bucket `--batch_size` batches by)."""
+        from diffsynth.models.header import read_safetensors_header
+
+        tensors, _ = read_safetensors_header(self.store.entry_path(self.rows[int(index) % self.num_rows]["key"]))
+        return tensors["latents"].shape
 
     def __getitem__(self, index: int) -> CachedSample:
         row = int(index) % self.num_rows

@@ -20,7 +20,7 @@ from diffsynth.data.media import (
     target_size,
 )
 from diffsynth.data.metadata import MetadataTable, find_metadata, read_metadata
-from diffsynth.data.video import is_video_column, is_video_file, load_frames
+from diffsynth.data.video import is_video_column, is_video_file, load_frames, video_frame_size
 from diffsynth.errors import UserError
 from diffsynth.types import Sample
 
@@ -238,6 +238,27 @@ class TrainingDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return self.num_rows * self.options.repeat
+
+    def training_size(self, index: int) -> tuple[int, int]:
+        """The (width, height) row `index` trains at, from its first file's header (nothing
+        decoded): what `__getitem__` resizes it to. Batches group rows of one size."""
+        row = self.rows[index % self.num_rows]
+        if self.options.fixed_size is not None:
+            height, width = self.options.fixed_size
+            return width, height
+        key = self.options.file_keys[0]
+        path = self.options.base_path / str(self.table.row(row)[key])
+        try:
+            if is_video_file(path):  # a still image in a video column is a 1-frame clip
+                width, height = video_frame_size(path)
+            else:
+                from PIL import Image
+
+                with Image.open(path) as image:
+                    width, height = image.size
+        except Exception as exc:  # noqa: BLE001 - PIL and PyAV raise many types for a bad file
+            raise UserError(f"{self.table.path} row {row + 1}, column '{key}': cannot read {path} ({exc})") from None
+        return target_size(width, height, fixed=None, max_pixels=self.options.max_pixels, multiple=self.options.multiple)
 
     def __getitem__(self, index: int) -> Sample:
         index = int(index)

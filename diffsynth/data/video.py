@@ -77,3 +77,12 @@ def load_frames(path: str | Path, num_frames: int) -> list[Image.Image]:
     if is_video_file(path):
         return load_video(path, num_frames)
     return [load_image(path)]
+
+
+def video_frame_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of a clip's frames, from its stream header (nothing decoded)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return stream.codec_context.width, stream.codec_context.height

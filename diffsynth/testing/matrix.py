@@ -202,6 +202,13 @@ class OptionMatrix:
         initial = workspace.initial_state(case, second)
         assert any(not torch.equal(full[k], initial[k].to(full[k].dtype)) for k in full)
 
+    def test_batch_of_two_equals_two_accumulated_samples(self, workspace, case) -> None:
+        """`--batch_size 2` updates as `--gradient_accumulation_steps 2` does (float tolerance)."""
+        batched = workspace.train(case, "batch2", batch_size=2)
+        accumulated = workspace.train(case, "accumulate2", gradient_accumulation_steps=2)
+        assert len(batched.losses) == len(accumulated.losses) == self.steps
+        workspace.assert_same_lora(accumulated, batched)
+
     def test_resume_is_bit_equal(self, workspace, case) -> None:
         """Stop after a checkpoint, resume: the LoRA equals the uninterrupted run's, bit for bit."""
         straight = workspace.train(case, "straight", max_steps=4)

@@ -38,8 +38,11 @@ def flow_matching_loss(pipeline: FamilyPipeline, inputs: TrainingInputs, context
     from diffsynth.training.timesteps import sample_sigmas
 
     latents = inputs.latents
-    sigmas = sample_sigmas(pipeline.schedule, latents, context).to(latents.device)
-    noise = torch.randn_like(latents)
+    # sigma then noise, sample by sample: a batch of N draws exactly what N accumulated
+    # micro-batches would (and a batch of one what it always did)
+    draws = [(sample_sigmas(pipeline.schedule, one, context), torch.randn_like(one)) for one in latents.split(1)]
+    sigmas = torch.cat([s for s, _ in draws]).to(latents.device)
+    noise = torch.cat([n for _, n in draws])
     prediction = predict(fm.add_noise(latents, noise, sigmas), sigmas)
     return fm.flow_matching_loss(prediction, fm.flow_target(latents, noise), inputs.loss_mask)
 
@@ -86,6 +89,13 @@ class FamilyHooks:
                 f"{self.family.name}: predict_flow returned shape {tuple(out.shape)}, expected {tuple(noisy_latents.shape)}"
             )
         return out
+
+    def collate(self, batch: list[TrainingInputs]) -> TrainingInputs:
+        """Several samples' inputs as one batch: the family's `collate_inputs`, else the core's."""
+        from diffsynth.training.batching import stack_inputs
+
+        joined = self._hook.collate_inputs(family=self.family.name, inputs=batch)
+        return joined if joined is not None else stack_inputs(batch)
 
     def loss(self, pipeline: FamilyPipeline, inputs: TrainingInputs, context: RunContext) -> torch.Tensor:
         predict = partial(self.predict, pipeline, inputs)

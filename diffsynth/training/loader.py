@@ -1,4 +1,5 @@
-"""The DataLoader the trainer iterates: batch size 1, the run's sampler, loading errors as values."""
+"""The DataLoader the trainer iterates: one sample at a time (or a bucket's batch with
+`--batch_size`), in the run's sampler's order, loading errors as values."""
 
 from __future__ import annotations
 
@@ -42,5 +43,13 @@ def make_loader(dataset: TrainingDataset, sampler: RepeatShuffleSampler, num_wor
     noise differ from an uninterrupted one's."""
     return torch.utils.data.DataLoader(
         LoadErrorsAsValues(dataset), batch_size=1, sampler=sampler, collate_fn=first_item,
+        num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def make_batch_loader(dataset: TrainingDataset, batch_sampler, num_workers: int, seed: int):
+    """`make_loader` for `--batch_size` > 1: each item is the list of one batch's samples."""
+    return torch.utils.data.DataLoader(
+        LoadErrorsAsValues(dataset), batch_sampler=batch_sampler, collate_fn=list,
         num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
     )

@@ -14,17 +14,15 @@ import torch
 from diffsynth.config import TrainConfig
 from diffsynth.data.caption_dropout import with_caption_dropout
 from diffsynth.data.mask import apply_mask
-from diffsynth.data.sampler import RepeatShuffleSampler
 from diffsynth.errors import UserError
 from diffsynth.training.ema import EMA
 from diffsynth.training.lora_io import WHERE_IT_LOADS
 from diffsynth.training.optim import build_optimizer, build_scheduler
 
 
-def planned_steps(config: TrainConfig, num_rows: int, rank: int, world_size: int) -> int:
+def planned_steps(config: TrainConfig, micro_batches_per_epoch: int) -> int:
     """Optimizer steps the run will make (what the trainer's loop counts), for the LR schedule."""
-    sampler = RepeatShuffleSampler(num_rows, config.dataset_repeat, seed=config.seed, rank=rank, world_size=world_size)
-    total = len(sampler) * config.num_epochs // config.gradient_accumulation_steps
+    total = micro_batches_per_epoch * config.num_epochs // config.gradient_accumulation_steps
     return min(total, config.max_steps) if config.max_steps is not None else total
 
 
@@ -38,9 +36,9 @@ class RunRecipe:
     _pending_ema: dict | None = None
 
     @classmethod
-    def for_run(cls, config: TrainConfig, family, dataset, accelerator, params: list[torch.nn.Parameter]) -> RunRecipe:
+    def for_run(cls, config: TrainConfig, family, micro_batches_per_epoch: int, accelerator, params: list[torch.nn.Parameter]) -> RunRecipe:
         optimizer = build_optimizer(config, params, accelerator.device)
-        steps = planned_steps(config, dataset.num_rows, accelerator.process_index, accelerator.num_processes)
+        steps = planned_steps(config, micro_batches_per_epoch)
         scheduler = build_scheduler(config, optimizer, steps, accelerator.num_processes)
         return cls(config, optimizer, scheduler, accelerator)
 

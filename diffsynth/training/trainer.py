@@ -34,6 +34,7 @@ from diffsynth.data.dataset import (
     check_dataset_quickly,
     held_out_split,
 )
+from diffsynth.data.buckets import BucketBatchSampler
 from diffsynth.data.sampler import RepeatShuffleSampler
 from diffsynth.errors import TrainingStopped, UserError
 from diffsynth.models.resolve import model_sources, resolve_model_files
@@ -49,7 +50,7 @@ from diffsynth.training.checkpointing import (
 )
 from diffsynth.training.distributed import expose_module_attributes
 from diffsynth.training.family_hooks import FamilyHooks
-from diffsynth.training.loader import LoadFailure, make_loader
+from diffsynth.training.loader import LoadFailure, make_batch_loader, make_loader
 from diffsynth.training.lora_io import LoraLayers, adapter_output_files
 from diffsynth.training.optim import validate_recipe
 from diffsynth.training.model_card import model_card
@@ -125,7 +126,7 @@ def validate(config: TrainConfig, family: FamilySpec) -> None:
             raise UserError(
                 f"--extra_inputs: {family.name} does not use {name!r}; it accepts: {', '.join(sorted(known)) or 'none'}"
             )
-    for flag in ("num_epochs", "gradient_accumulation_steps", "dataset_repeat"):
+    for flag in ("num_epochs", "gradient_accumulation_steps", "dataset_repeat", "batch_size"):
         if getattr(config, flag) < 1:
             raise UserError(f"--{flag}: expected a positive integer, got {getattr(config, flag)}")
     if not 0.0 <= config.min_timestep_boundary < config.max_timestep_boundary <= 1.0:
@@ -198,7 +199,7 @@ class PreparedRun:
     params: list[torch.nn.Parameter]
     optimizer: Any
     scheduler: Any
-    sampler: RepeatShuffleSampler
+    sampler: RepeatShuffleSampler | BucketBatchSampler
     loader: torch.utils.data.DataLoader
     outputs: RunOutputs
     checkpoints: CheckpointStore
@@ -300,6 +301,8 @@ class Trainer:
             fp["lora_type"] = c.lora_type
         if c.ema_decay is not None:
             fp["ema_decay"] = c.ema_decay
+        if c.batch_size != 1:  # (absent for 1: checkpoints from before --batch_size still resume)
+            fp["batch_size"] = c.batch_size
         return json.loads(json.dumps(fp))  # the form it has after a round trip through state.json
 
     # -- the run ------------------------------------------------------------------------------
@@ -308,7 +311,7 @@ class Trainer:
         config = self.config
         validate(config, self.family)
         # fails in seconds on a bad dataset, before any model load (stage 2 of split training has no source dataset)
-        dataset = None if config.task == TRAIN_FROM_CACHE else self._dataset()
+        dataset: Any = None if config.task == TRAIN_FROM_CACHE else self._dataset()  # or the cache's
         if config.task == DATA_PROCESS:  # stage 1 of split training: fill the encoder cache, train nothing
             run_data_process(self, dataset)
             return TrainResult(steps=0)
@@ -397,7 +400,8 @@ class Trainer:
         pipeline.device = accelerator.device
         # --optimizer (AdamW by default) and --lr_scheduler (constant by default, explicitly: no hidden
         # warm-up/down; DiffSynth's ConstantLR runs 5 steps at lr/3), see diffsynth.training.optim
-        recipe = RunRecipe.for_run(config, self.family, dataset, accelerator, params)
+        sampler = self._sampler(dataset, accelerator.process_index, accelerator.num_processes)
+        recipe = RunRecipe.for_run(config, self.family, len(sampler), accelerator, params)
         optimizer, scheduler = recipe.optimizer, recipe.scheduler
         *modules, optimizer, scheduler = accelerator.prepare(
             *[pipeline.modules[n] for n in plan.components], optimizer, scheduler
@@ -405,11 +409,10 @@ class Trainer:
         for name, wrapped in zip(plan.components, modules):
             pipeline.modules[name] = expose_module_attributes(wrapped, pipeline.modules[name])
 
-        sampler = RepeatShuffleSampler(
-            dataset.num_rows, config.dataset_repeat, seed=config.seed,
-            rank=accelerator.process_index, world_size=accelerator.num_processes,
-        )
-        loader = make_loader(dataset, sampler, config.dataset_num_workers, config.seed)
+        if config.batch_size > 1:
+            loader = make_batch_loader(dataset, sampler, config.dataset_num_workers, config.seed)
+        else:
+            loader = make_loader(dataset, sampler, config.dataset_num_workers, config.seed)
         total = len(sampler) * config.num_epochs // config.gradient_accumulation_steps
         if config.max_steps is not None:
             total = min(total, config.max_steps)
@@ -435,6 +438,15 @@ class Trainer:
             fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
             recipe=recipe.track(pipeline, plan, accelerator), notes=notes,
         )
+
+    def _sampler(self, dataset, rank: int, world_size: int):
+        """The data order: one row at a time, or with --batch_size batches of rows that train at one
+        size (aspect buckets), dealt equally to the processes."""
+        config = self.config
+        if config.batch_size == 1:
+            return RepeatShuffleSampler(dataset.num_rows, config.dataset_repeat, seed=config.seed, rank=rank, world_size=world_size)
+        sizes = [dataset.training_size(row) for row in range(dataset.num_rows)]  # headers only
+        return BucketBatchSampler(sizes, config.batch_size, config.dataset_repeat, config.seed, rank=rank, world_size=world_size)
 
     def _state_dicts(self, run: PreparedRun) -> dict[str, dict[str, torch.Tensor]]:
         """Full state dicts of the trained components; under ZeRO-3/FSDP this gathers the shards,
@@ -474,24 +486,31 @@ class Trainer:
         micro_losses: list[float] = []
         rows: list[int] = []
         consumed = skip
-        for sample in run.loader:
+        for item in run.loader:
             consumed += 1
-            if isinstance(sample, LoadFailure):
-                raise UserError(sample.message)
+            samples = item if isinstance(item, list) else [item]  # a bucket's batch with --batch_size
+            for sample in samples:
+                if isinstance(sample, LoadFailure):
+                    raise UserError(sample.message)
             with accelerator.accumulate(*modules), activations_offloaded(config.use_gradient_checkpointing_offload):
-                run.recipe.drop_caption(sample, epoch, accelerator.process_index, consumed)
-                inputs = cached_inputs(sample, pipeline.device) or self.hooks.preprocess(
-                    pipeline, sample, self.context, with_grad=train_preprocess
-                )
-                run.recipe.mask(inputs, sample)
+                batch = []
+                for i, sample in enumerate(samples):
+                    place = (consumed - 1) * config.batch_size + i + 1  # = consumed for batch size 1
+                    run.recipe.drop_caption(sample, epoch, accelerator.process_index, place)
+                    inputs = cached_inputs(sample, pipeline.device) or self.hooks.preprocess(
+                        pipeline, sample, self.context, with_grad=train_preprocess
+                    )
+                    run.recipe.mask(inputs, sample)
+                    batch.append(inputs)
+                inputs = batch[0] if len(batch) == 1 else self.hooks.collate(batch)
                 loss = self.hooks.loss(pipeline, inputs, self.context)
                 value = float(loss.detach().float().item())
                 if math.isfinite(value):
                     accelerator.backward(loss)
                     micro_losses.append(value)
                 else:
-                    self._nonfinite(run, value, result.steps + 1, sample)
-                rows.append(sample.index)
+                    self._nonfinite(run, value, result.steps + 1, samples[0])
+                rows.extend(sample.index for sample in samples)
                 run.recipe.clip_gradients(run.params)
                 lr = run.scheduler.get_last_lr()[0]  # the rate this step uses
                 run.optimizer.step()

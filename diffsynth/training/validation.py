@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -127,7 +128,6 @@ def write_samples(hooks, pipeline: FamilyPipeline, context: RunContext, config: 
     LoRA live in the module), fixed seed: `folder/<i>.png` (`.mp4` for video) and `grid.png`."""
     from PIL import Image
 
-    from diffsynth.sampling import write_video
     from diffsynth.training.outputs import atomic_write
     from diffsynth.types import SampleRequest
 
@@ -139,12 +139,8 @@ def write_samples(hooks, pipeline: FamilyPipeline, context: RunContext, config: 
         result = hooks.sample_images(pipeline, request, context)
     written = []
     for i, frames in enumerate(result.frames):
-        if len(frames) > 1:
-            path = folder / f"{i}.mp4"
-            atomic_write(path, lambda tmp, frames=frames: write_video(tmp, frames, result.fps or 16))
-        else:
-            path = folder / f"{i}.png"
-            atomic_write(path, lambda tmp, image=frames[0]: image.save(tmp, format="PNG"))
+        path = folder / (f"{i}.mp4" if len(frames) > 1 else f"{i}.png")
+        atomic_write(path, partial(_write_frames, frames=frames, fps=result.fps or 16))
         written.append(path)
     firsts = [frames[0].convert("RGB") for frames in result.frames]
     grid = Image.new("RGB", (sum(f.width for f in firsts), max(f.height for f in firsts)), "white")
@@ -152,8 +148,18 @@ def write_samples(hooks, pipeline: FamilyPipeline, context: RunContext, config: 
     for frame in firsts:
         grid.paste(frame, (x, 0))
         x += frame.width
-    atomic_write(folder / "grid.png", lambda tmp: grid.save(tmp, format="PNG"))
+    atomic_write(folder / "grid.png", partial(_write_frames, frames=[grid], fps=1))
     return [*written, folder / "grid.png"]
+
+
+def _write_frames(path: Path, frames: list, fps: int) -> None:
+    """One frame as PNG, several as an MP4 video."""
+    from diffsynth.sampling import write_video
+
+    if len(frames) > 1:
+        write_video(path, frames, fps)
+    else:
+        frames[0].save(path, format="PNG")
 
 
 def validation_card_note(folder: Path, best: BestRecord | None) -> str:

@@ -30,9 +30,10 @@ def test_the_network_sees_the_noising_sigma_and_regresses_noise_minus_latents():
     torch.manual_seed(7)
     loss = flow_matching_loss(pipeline, TrainingInputs(latents, None), context, predict)
 
-    torch.manual_seed(7)  # the same draws, made here by hand
-    sigmas = schedule.sample_training_sigmas(4, min_boundary=0.2, max_boundary=0.9)
-    noise = torch.randn_like(latents)
+    torch.manual_seed(7)  # the same draws, made here by hand: sigma then noise, sample by sample
+    draws = [(schedule.sample_training_sigmas(1, min_boundary=0.2, max_boundary=0.9), torch.randn(1, 6, 5)) for _ in range(4)]
+    sigmas = torch.cat([s for s, _ in draws])
+    noise = torch.cat([n for _, n in draws])
     (noisy, seen), = predict.calls
     assert torch.equal(seen, sigmas)  # not a rescaled sigma
     s = sigmas.view(-1, 1, 1)

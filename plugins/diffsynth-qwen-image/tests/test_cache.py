@@ -195,3 +195,15 @@ def test_two_processes_build_the_cache_in_parallel(workdir):
     for row in index("cache1"):
         rel = Path("entries") / row["key"][:2] / f"{row['key']}.safetensors"
         assert (workdir / "cache2" / rel).read_bytes() == (workdir / "cache1" / rel).read_bytes()
+
+
+def test_batches_from_the_cache_train_as_batches_from_the_images(workdir):
+    """--batch_size 2 with the cache: buckets from the cached latents' shapes, the same update."""
+    plain = run_diffsynth(*command(DATA, "./plain"), "--batch_size", "2", cwd=workdir)
+    cached = run_diffsynth(*command(DATA, "./cached"), "--batch_size", "2", "--cache", cwd=workdir)
+    assert plain.returncode == 0 and cached.returncode == 0, plain.stderr + cached.stderr
+    a, b = load_file(workdir / "plain" / "epoch-0.safetensors"), load_file(workdir / "cached" / "epoch-0.safetensors")
+    assert a.keys() == b.keys()
+    assert all(np.allclose(a[k].numpy(), b[k].numpy(), rtol=1e-4, atol=1e-6) for k in a)
+    steps = [json.loads(line) for line in (workdir / "cached" / "loss_log.jsonl").read_text().splitlines()]
+    assert len(steps) == 4 and all(len(s["rows"]) == 2 for s in steps)  # 8 rows in batches of 2
