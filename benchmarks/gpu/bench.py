@@ -7,6 +7,13 @@ random weights, bf16 compute, at 1024x1024 (Wan: 480x832, 81 frames), for plain 
 Each (model, mode) runs in its own process so one OOM does not poison the next; an OOM is
 recorded as such. Weights are made on the GPU directly in bf16 (never a CPU/fp32 copy): the
 20B Qwen-Image DiT needs ~41 GB for weights alone in bf16.
+
+Next to each measured case, `diffsynth plan`'s simulation predicts the same step (the same
+code: `build`, `prepare` and `train_step` below, on the meta device then fake tensors, with
+plan's live-storage tracker, in a CPU-only process) and `gpu.<model>.<mode>.plan_vs_measured`
+is predicted / `torch.cuda.max_memory_allocated` (steady state: after the warm-up steps).
+Without CUDA (and in --quick) only the simulation runs, on a tiny config: the CPU side stays
+exercised.
 """
 
 from __future__ import annotations
@@ -37,6 +44,14 @@ PLUGINS = {"qwen-image": "diffsynth_qwen_image", "flux": "diffsynth_flux", "wan"
 TEXT_TOKENS = 512
 
 
+#: --quick / no CUDA: the simulation alone, on a small Qwen-Image-architecture DiT (width 256)
+TINY = ("QwenImageTransformer2DModel", dict(
+    patch_size=2, in_channels=64, out_channels=16, num_layers=2, attention_head_dim=128, num_attention_heads=2,
+    joint_attention_dim=256, guidance_embeds=False, axes_dims_rope=(16, 56, 56)))  # fmt: skip
+#: (latent side in tokens, text tokens) of the small case: 256 image + 64 text tokens
+TINY_SHAPE = (16, 64)
+
+
 def random_module(cls_name: str, config: dict):
     """The architecture with N(0, 0.02) bf16 weights (norm scales 1) allocated on the GPU."""
     import diffusers
@@ -53,26 +68,29 @@ def random_module(cls_name: str, config: dict):
     return module.to("cuda")
 
 
-def model_inputs(model: str) -> dict:
+def model_inputs(model: str, device: str = "cuda", tiny: bool = False) -> dict:
     import torch
 
-    bf16 = dict(device="cuda", dtype=torch.bfloat16)
+    bf16 = dict(device=device, dtype=torch.bfloat16)
+    text = TINY_SHAPE[1] if tiny else TEXT_TOKENS
     if model == "wan":  # 480x832, 81 frames -> latents 16 x 21 x 60 x 104
-        return dict(hidden_states=torch.randn(1, 16, 21, 60, 104, **bf16), timestep=torch.tensor([500.0], device="cuda"),
+        return dict(hidden_states=torch.randn(1, 16, 21, 60, 104, **bf16), timestep=torch.tensor([500.0], device=device),
                     encoder_hidden_states=torch.randn(1, TEXT_TOKENS, 4096, **bf16))
-    side = 64  # 1024 px / 8 (VAE) / 2 (2x2 packing): 4096 image tokens
+    side = TINY_SHAPE[0] if tiny else 64  # 1024 px / 8 (VAE) / 2 (2x2 packing): 4096 image tokens
     common = dict(hidden_states=torch.randn(1, side * side, 64, **bf16), timestep=torch.tensor([0.5], **bf16))
     if model == "qwen-image":
-        return dict(common, encoder_hidden_states=torch.randn(1, TEXT_TOKENS, 3584, **bf16), img_shapes=[[(1, side, side)]])
+        width = TINY[1]["joint_attention_dim"] if tiny else 3584
+        return dict(common, encoder_hidden_states=torch.randn(1, text, width, **bf16), img_shapes=[[(1, side, side)]])
     rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
-    img_ids = torch.stack([torch.zeros_like(rows), rows, cols], -1).reshape(-1, 3).to("cuda", torch.bfloat16)
+    img_ids = torch.stack([torch.zeros_like(rows), rows, cols], -1).reshape(-1, 3).to(device, torch.bfloat16)
     return dict(common, encoder_hidden_states=torch.randn(1, TEXT_TOKENS, 4096, **bf16),
                 pooled_projections=torch.randn(1, 768, **bf16), guidance=torch.tensor([3.5], **bf16),
                 img_ids=img_ids, txt_ids=torch.zeros(TEXT_TOKENS, 3, **bf16))  # fmt: skip
 
 
-def step_in_child(model: str, mode: str, steps: int, warmup: int = 2) -> dict:
-    """Child: build, apply the mode in the trainer's order, time `steps` optimizer steps."""
+def prepare(dit, model: str, mode: str) -> list:
+    """The mode in the trainer's order (precision.py: compute dtype -> layer-wise casting ->
+    LoRA -> fp32 LoRA); returns the LoRA parameters."""
     import importlib
 
     import torch
@@ -82,18 +100,76 @@ def step_in_child(model: str, mode: str, steps: int, warmup: int = 2) -> dict:
     from diffsynth.training.trainable import enable_gradient_checkpointing
 
     family = importlib.import_module(PLUGINS[model]).FAMILY
+    if mode != "plain":
+        store_in_fp8(dit, torch.bfloat16)
+    add_lora(dit, "dit", family.expand_lora_targets(list(family.default_lora_targets)), 32, 32)
+    params = [p for p in dit.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    dit.train()
+    if mode == "fp8+ckpt":
+        enable_gradient_checkpointing(dit)
+    return params
+
+
+def train_step(dit, inputs: dict, optimizer, before_step=None) -> None:
+    import torch
+
+    out = dit(**inputs, return_dict=False)[0]
+    loss = torch.nn.functional.mse_loss(out.float(), torch.randn_like(out, dtype=torch.float32))
+    loss.backward()
+    if before_step is not None:
+        before_step()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def predict_in_child(model: str, mode: str, tiny: bool = False) -> dict:
+    """Child (CPU only): plan's simulation of `step_in_child`'s steady-state step: the DiT on the
+    meta device, the same `prepare`, fake tensors, plan's tracker; AdamW as on CUDA (foreach)
+    with its state made before the step, as from the second step on."""
+    import time
+
+    import diffusers
+    import torch
+
+    from diffsynth.plan.fake import fake_mode, make_fake, tensor_attributes
+    from diffsynth.plan.meta import empty_module
+    from diffsynth.plan.simulate import state_without_gradients
+    from diffsynth.plan.tracker import LiveMemory
+
+    started = time.perf_counter()
+    cls_name, config = TINY if tiny else CONFIGS[model]
+    dit = empty_module(lambda: getattr(diffusers, cls_name)(**config), torch.bfloat16).requires_grad_(False)
+    prepare(dit, model, mode)
+    with fake_mode() as mode, LiveMemory() as memory:
+        make_fake(dit, torch.device("cpu"))
+        tables = tensor_attributes(dit, mode)  # held while simulating
+        for t in [*dit.parameters(), *dit.buffers(), *tables]:
+            memory.add(t)
+        params = [p for p in dit.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-4, foreach=True)
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        inputs = model_inputs(model, device="cpu", tiny=tiny)
+        stale: list[int] = []  # AdamW state made for parameters the step gives no gradient (see plan)
+        for t in inputs.values():
+            if isinstance(t, torch.Tensor):
+                memory.add(t)
+        train_step(dit, inputs, optimizer, before_step=lambda: stale.append(state_without_gradients(optimizer, params)))
+    return {"peak_gb": (memory.peak - stale[0]) / 1e9, "seconds": time.perf_counter() - started}
+
+
+def step_in_child(model: str, mode: str, steps: int, warmup: int = 2) -> dict:
+    """Child: build, apply the mode in the trainer's order, time `steps` optimizer steps."""
+    import torch
+
     cls_name, config = CONFIGS[model]
     try:
         dit = random_module(cls_name, config).requires_grad_(False)
-        if mode != "plain":  # precision.py's order: compute dtype -> layer-wise casting -> LoRA -> fp32 LoRA
-            store_in_fp8(dit, torch.bfloat16)
-        add_lora(dit, "dit", family.expand_lora_targets(list(family.default_lora_targets)), 32, 32)
-        params = [p for p in dit.parameters() if p.requires_grad]
-        for p in params:
-            p.data = p.data.float()
-        dit.train()
-        if mode == "fp8+ckpt":
-            enable_gradient_checkpointing(dit)
+        params = prepare(dit, model, mode)
         optimizer = torch.optim.AdamW(params, lr=1e-4)
         inputs = model_inputs(model)
         times = []
@@ -102,11 +178,7 @@ def step_in_child(model: str, mode: str, steps: int, warmup: int = 2) -> dict:
                 torch.cuda.reset_peak_memory_stats()
             torch.cuda.synchronize()
             t = time.perf_counter()
-            out = dit(**inputs, return_dict=False)[0]
-            loss = torch.nn.functional.mse_loss(out.float(), torch.randn_like(out, dtype=torch.float32))
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            train_step(dit, inputs, optimizer)
             torch.cuda.synchronize()
             times.append(time.perf_counter() - t)
         return {"s_per_step": statistics.median(times[warmup:]), "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
@@ -127,7 +199,22 @@ def measure(models=tuple(CONFIGS), modes=MODES, steps: int = 5, timeout: float =
             details = {"lora_rank": 32, "dtype": "bf16", "size": shape, **{k: v for k, v in r.items() if k not in ("s_per_step", "peak_gb")}}
             records.append(Record(f"gpu.{model}.{mode}.s_per_step", r["s_per_step"], "s/step", details=details))
             records.append(Record(f"gpu.{model}.{mode}.peak_vram_gb", r["peak_gb"], "GB", details=details))
+            records.append(plan_record(model, mode, r["peak_gb"] if not r.get("oom") else None, timeout))
     return records
+
+
+def plan_record(model: str, mode: str, measured_gb: float | None, timeout: float = 600, tiny: bool = False) -> Record:
+    """plan's prediction of the case (CPU-only child) and its ratio to the measured peak."""
+    env = clean_env(CUDA_VISIBLE_DEVICES="")
+    try:
+        p = in_subprocess("benchmarks.gpu.bench:predict_in_child", timeout=timeout, env=env, model=model, mode=mode, tiny=tiny)
+    except Exception as exc:  # noqa: BLE001 - a failed prediction is a result too
+        return Record(f"gpu.{model}.{mode}.plan_vs_measured", None, "x measured", details={"error": str(exc)[-300:]})
+    ratio = None if measured_gb is None else round(p["peak_gb"] / measured_gb, 3)
+    name = f"gpu.{model}.{mode}.plan_vs_measured" if not tiny else f"gpu.plan_simulation.{model}.{mode}.tiny"
+    details = {"predicted_gb": round(p["peak_gb"], 4), "measured_gb": measured_gb, "plan_seconds": round(p["seconds"], 1)}
+    return Record(name, ratio, "x measured", "within 10%" if measured_gb else None,
+                  None if ratio is None else abs(ratio - 1) <= 0.10, details=details)  # fmt: skip
 
 
 def run(ctx) -> list[Record]:
@@ -136,7 +223,8 @@ def run(ctx) -> list[Record]:
 
     if ctx.quick or not torch.cuda.is_available():
         why = "--quick" if ctx.quick else "no CUDA device"
-        return [Record("gpu", None, "-", details={"skipped": why})]
+        # the CPU side still runs: plan's simulation of the bench's own step, tiny config
+        return [Record("gpu", None, "-", details={"skipped": why}), plan_record("qwen-image", "fp8", None, tiny=True)]
     return measure()
 
 

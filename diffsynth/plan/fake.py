@@ -85,3 +85,13 @@ class UnknownValuesAreOne(torch.utils._python_dispatch.TorchDispatchMode):
             if isinstance(tensor, fake_tensor.FakeTensor) and tensor.constant is None:
                 return True if tensor.dtype == torch.bool else (1.0 if tensor.is_floating_point() else 1)
         return func(*args, **(kwargs or {}))
+
+
+def tensor_attributes(module: torch.nn.Module, mode: FakeTensorMode) -> list[torch.Tensor]:
+    """The fake tensors of the tensors a module keeps as plain attributes, neither parameters
+    nor buffers (Qwen-Image's rotary tables `pos_freqs`/`neg_freqs`). Made in `__init__` as real
+    CPU tensors, they stay so; an op under the mode converts them to the fake returned here as
+    long as it lives (the converter's memo), so hold the list while simulating. On a GPU the
+    model copies them to the device on first use and keeps the copy (diffusers caches it), so a
+    plan counts them as device memory from the start."""
+    return [mode.from_tensor(v) for sub in module.modules() for v in vars(sub).values() if isinstance(v, torch.Tensor)]

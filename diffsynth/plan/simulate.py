@@ -27,7 +27,7 @@ import torch
 
 from diffsynth.config import TrainConfig
 from diffsynth.errors import UserError
-from diffsynth.plan.fake import UnknownValuesAreOne, fake_mode, make_fake
+from diffsynth.plan.fake import UnknownValuesAreOne, fake_mode, make_fake, tensor_attributes
 from diffsynth.plan.sample import image_size, planned_sample
 from diffsynth.plan.tracker import LiveMemory, storage_key
 from diffsynth.plugins import FamilyRegistry
@@ -190,6 +190,22 @@ def settings(config: TrainConfig, family: FamilySpec, plan: TrainablePlan, devic
     }
 
 
+def state_without_gradients(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> int:
+    """Bytes of the optimizer state made (by the warm-up step) for parameters that the step's
+    backward gave no gradient. A real optimizer never makes state for those (MMDiT families'
+    last block leaves its text-stream LoRA without one), and the state lived unchanged through
+    the whole simulated step, so the peak and each phase's peak hold exactly this much too many."""
+    seen: set[int] = set()
+    total = 0
+    for p in params:
+        if p.grad is None:
+            for value in optimizer.state.get(p, {}).values():
+                if isinstance(value, torch.Tensor) and storage_key(value) not in seen:
+                    seen.add(storage_key(value))
+                    total += value.untyped_storage().nbytes()
+    return total
+
+
 def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda") -> Prediction:
     """Simulate one training step of `config` (flags as for `train`) on `device` (cuda or cpu);
     nothing is allocated."""
@@ -202,13 +218,14 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
     plan = plan_training(family, config, pipeline)
     apply_plan(plan, pipeline, config)  # on the meta device: the trainer's order and code
     labels = Labels(pipeline)
-    with fake_mode(), UnknownValuesAreOne(), LiveMemory(labels=labels) as memory, kernel_workspaces(device):
+    with fake_mode() as mode, UnknownValuesAreOne(), LiveMemory(labels=labels) as memory, kernel_workspaces(device):
         done: dict[int, torch.Tensor] = {}
         for module in pipeline.modules.values():
             make_fake(module, pipeline.device, done)
         weights = {}
+        tables = {name: tensor_attributes(module, mode) for name, module in pipeline.modules.items()}  # held: see tensor_attributes
         for name, module in pipeline.modules.items():
-            frozen = [t for t in module.parameters() if not t.requires_grad] + list(module.buffers())
+            frozen = [t for t in module.parameters() if not t.requires_grad] + list(module.buffers()) + tables[name]
             for t in frozen:
                 memory.add(t)
             weights[weights_label(name)] = memory.live_bytes(frozen)
@@ -230,16 +247,20 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
             with memory.phase("denoiser"):
                 loss = hooks.loss(pipeline, inputs, context)
                 loss.backward()
+                stale = state_without_gradients(optimizer, params)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
         memory.finish()
+    breakdown = dict(memory.at_peak)
+    if stale:
+        breakdown[OPTIMIZER] -= stale
     return Prediction(
         family=family.name,
         variant=config.variant,
-        peak=memory.peak,
-        breakdown=dict(sorted(memory.at_peak.items())),
+        peak=memory.peak - stale,
+        breakdown=dict(sorted(breakdown.items())),
         weights=weights,
-        phases={name: phase.peak for name, phase in memory.phases.items()},
+        phases={name: phase.peak - stale for name, phase in memory.phases.items()},
         settings=settings(config, family, plan, device),
         components=list(pipeline.modules),
         seconds=time.perf_counter() - started,
