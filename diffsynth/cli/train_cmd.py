@@ -91,6 +91,11 @@ def make_train_command(registry: FamilyRegistry, family: FamilySpec) -> Callable
     ]
     params += _family_parameters(family)
     params += config_file_parameters()
+    params.append(option_parameter(
+        "vram", str | None, None,
+        "Card memory (24GB, 80, 81559MiB) or auto: turn on the fastest memory options (checkpointing, FP8) whose "
+        "predicted peak fits (diffsynth plan); they are printed and recorded in training_args.json.", "Memory plan",
+    ))  # fmt: skip
     family_option_names = [o.name for o in family.options]
     kinds = {p.name: typing.get_args(p.annotation)[0] for p in params}
     # typer hands the click context to a parameter annotated typer.Context (to tell flags given on
@@ -106,9 +111,15 @@ def make_train_command(registry: FamilyRegistry, family: FamilySpec) -> Callable
             typer.echo(effective_toml(kwargs, [f.name for f in core_fields] + family_option_names), nl=False)
             return
         kwargs.pop("config")
+        vram = kwargs.pop("vram")
         config = TrainConfig(**{f.name: kwargs[f.name] for f in core_fields})
         config.family = family.name
         config.family_options = {n: kwargs[n] for n in family_option_names}
+        if vram is not None:  # before the Trainer: the chosen flags are the run's (training_args.json)
+            from diffsynth.plan.run import fit_to_vram
+
+            config, line = fit_to_vram(registry, config, vram)
+            typer.echo(line)
         run_training(registry, config)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
