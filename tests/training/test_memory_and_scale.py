@@ -75,7 +75,7 @@ def test_two_processes_train_one_model_and_write_one_set_of_files(tmp_path, toy_
     # each rank saw half the 16 samples: 8 optimizer steps, logged once (by rank 0)
     log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
     assert len(log) == 8
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "epoch-0.safetensors", "loss_log.jsonl", "training_args.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "epoch-0.safetensors", "loss.png", "loss_log.jsonl", "training_args.json"]
     saved = {k.removeprefix("diffusion_model."): v for k, v in load_file(out / "epoch-0.safetensors").items() if not k.endswith(".alpha")}
     rank0, rank1 = load_file(dump / "rank-0.safetensors"), load_file(dump / "rank-1.safetensors")
     assert rank0.keys() == rank1.keys() and all(rank0[k].equal(rank1[k]) for k in rank0)  # DDP kept them in sync
