@@ -213,6 +213,12 @@ class TrainConfig:
     )
     # --- Gradient ---
     use_gradient_checkpointing: bool = opt(False, "Recompute activations in backward to save memory.", GRADIENT)
+    blocks_to_swap: int = opt(
+        0,
+        "Keep the frozen weights of the denoiser's last N blocks in CPU memory, copied to the GPU only while "
+        "each block runs (needs --use_gradient_checkpointing; not under FSDP or DeepSpeed).",
+        GRADIENT,
+    )
     use_gradient_checkpointing_offload: bool = opt(
         False, "Also keep the checkpointed activations in CPU memory (implies --use_gradient_checkpointing).", GRADIENT
     )

@@ -97,6 +97,9 @@ class FamilySpec:
     options: tuple[FamilyOption, ...] = ()
     #: Image height/width are rounded down to a multiple of this (VAE factor x patch size).
     resolution_multiple: int = 16
+    #: Where the denoiser's repeated blocks are: names of its `ModuleList`s, in running order
+    #: (`--blocks_to_swap` keeps the last N of them in host memory).
+    repeated_blocks: tuple[str, ...] = ()
     #: File columns loaded when --data_file_keys is not given; those absent from the metadata
     #: are skipped (DiffSynth-Studio's video trainers default to "image,video").
     default_data_file_keys: tuple[str, ...] = ("image",)

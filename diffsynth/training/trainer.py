@@ -40,6 +40,7 @@ from diffsynth.errors import TrainingStopped, UserError
 from diffsynth.models.resolve import model_sources, resolve_model_files
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
+from diffsynth.training.block_swap import BlockSwap, swap_blocks, to_device_except
 from diffsynth.training.checkpointing import (
     CheckpointStore,
     LoadedCheckpoint,
@@ -126,6 +127,11 @@ def validate(config: TrainConfig, family: FamilySpec) -> None:
             raise UserError(
                 f"--extra_inputs: {family.name} does not use {name!r}; it accepts: {', '.join(sorted(known)) or 'none'}"
             )
+    if config.blocks_to_swap < 0:
+        raise UserError(f"--blocks_to_swap: expected 0 or more blocks, got {config.blocks_to_swap}")
+    if config.blocks_to_swap and not (config.use_gradient_checkpointing or config.use_gradient_checkpointing_offload):
+        raise UserError("--blocks_to_swap needs --use_gradient_checkpointing: without it every block's weights stay "
+                        "on the device until backward, so swapping would save nothing")  # fmt: skip
     for flag in ("num_epochs", "gradient_accumulation_steps", "dataset_repeat", "batch_size"):
         if getattr(config, flag) < 1:
             raise UserError(f"--{flag}: expected a positive integer, got {getattr(config, flag)}")
@@ -395,8 +401,12 @@ class Trainer:
         preset = self._preset_lora(pipeline, plan)
         notes: list[str] = []
         params = apply_plan(plan, pipeline, config, preset=preset, resume_lora=resume_lora, notes=notes)
-        for module in pipeline.modules.values():
-            module.to(accelerator.device)
+        swap = self._swap_blocks(pipeline, accelerator)
+        for name, module in pipeline.modules.items():
+            if swap is not None and name == pipeline.denoiser:
+                to_device_except(module, accelerator.device, swap.host_parameters)  # never whole on the device
+            else:
+                module.to(accelerator.device)
         pipeline.device = accelerator.device
         # --optimizer (AdamW by default) and --lr_scheduler (constant by default, explicitly: no hidden
         # warm-up/down; DiffSynth's ConstantLR runs 5 steps at lr/3), see diffsynth.training.optim
@@ -438,6 +448,23 @@ class Trainer:
             fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
             recipe=recipe.track(pipeline, plan, accelerator), notes=notes,
         )
+
+    def _swap_blocks(self, pipeline: FamilyPipeline, accelerator) -> BlockSwap | None:
+        """--blocks_to_swap: the denoiser's last N blocks' frozen weights in host memory."""
+        count = self.config.blocks_to_swap
+        if not count:
+            return None
+        kind = str(accelerator.distributed_type)
+        if "FSDP" in kind or "DEEPSPEED" in kind:
+            raise UserError(f"--blocks_to_swap does not work under {kind.rsplit('.', 1)[-1]}: it shards and moves the "
+                            "weights itself; use one process or DDP (each process swaps its own copy)")  # fmt: skip
+        module = pipeline.denoiser_module
+        swap = swap_blocks(module, self.family.repeated_blocks, count, accelerator.device, self.family.name)
+        host = swap.host_parameters
+        ignored = [name for name, p in module.named_parameters() if p in host]
+        # frozen and identical on every process: DDP need not broadcast them (and NCCL cannot from the CPU)
+        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
+        return swap
 
     def _sampler(self, dataset, rank: int, world_size: int):
         """The data order: one row at a time, or with --batch_size batches of rows that train at one

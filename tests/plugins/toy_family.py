@@ -30,6 +30,7 @@ SPEC = FamilySpec(
     default_lora_targets=("to_q", "to_out"),
     presets=(PresetSpec("tiny", "hidden 32, 2 blocks"),),
     resolution_multiple=8,
+    repeated_blocks=("blocks",),
 )
 
 

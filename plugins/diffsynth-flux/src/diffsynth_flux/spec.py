@@ -138,4 +138,5 @@ FAMILY = FamilySpec(
         ),
     ),
     resolution_multiple=16,
+    repeated_blocks=("transformer_blocks", "single_transformer_blocks"),
 )

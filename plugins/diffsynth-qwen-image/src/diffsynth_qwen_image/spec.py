@@ -89,4 +89,5 @@ FAMILY = FamilySpec(
         PresetSpec("tiny-edit", "Random tiny Qwen-Image-Edit in the Qwen/Qwen-Image-Edit layout (adds processor/)"),
     ),
     resolution_multiple=16,
+    repeated_blocks=("transformer_blocks",),
 )

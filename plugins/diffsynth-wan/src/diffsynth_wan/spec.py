@@ -141,5 +141,6 @@ FAMILY = FamilySpec(
         ),
     ),
     resolution_multiple=16,
+    repeated_blocks=("blocks",),
     default_data_file_keys=("image", "video"),
 )
