@@ -64,9 +64,10 @@ def text_from_result(result: dict[str, Any]) -> str:
     phases = result["phases"]
     variant = f" ({result['variant']})" if result["variant"] else ""
     lines = [
-        f"{result['family']}{variant}: {what}, {s['size']}, {s['dtype']}, "
+        f"{result['family']}{variant}: {what}, {s['size']}, {s['dtype']} on {s.get('device', 'cuda')}, "
         f"checkpointing {s['gradient_checkpointing']}, fp8 {','.join(s['fp8_models']) or 'none'}",
-        f"predicted peak device memory: {result['peak_gib']:.1f} GiB (as torch.cuda.max_memory_allocated; "
+        f"predicted peak device memory: {result['peak_gib']:.1f} GiB ("
+        f"{'as torch.cuda.max_memory_allocated' if s.get('device', 'cuda') == 'cuda' else 'host memory of the tensors'}; "
         f"encoders phase {phases.get('encoders', 0):.1f} GiB, denoiser step {phases.get('denoiser', 0):.1f} GiB)",
         "at the peak:",
     ]
