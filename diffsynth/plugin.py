@@ -53,6 +53,8 @@ _LAZY = {
     "generator": "diffsynth.sampling",
     "loras_applied": "diffsynth.sampling",
     "pil_frames": "diffsynth.sampling",
+    "generate_each_prompt": "diffsynth.sampling",
+    "without_defaults": "diffsynth.sampling",
 }
 
 

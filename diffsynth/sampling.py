@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from diffsynth.errors import UserError
 from diffsynth.types import LoraFile
@@ -93,3 +93,25 @@ def write_video(path: Path, frames: list[Any], fps: int) -> None:
             packet = stream.encode(av.VideoFrame.from_ndarray(np.asarray(frame.convert("RGB")), format="rgb24"))
             container.mux(packet)
         container.mux(stream.encode())
+
+
+def without_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """The request's values that were given (None means: the pipeline's own default)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def generate_each_prompt(
+    pipe: Any, request: Any, kwargs: dict[str, Any], frames_of: Callable[[Any], Any],
+    prompt_arguments: Callable[[str], dict[str, Any]] | None = None,
+) -> list[list[Any]]:  # fmt: skip
+    """Run a diffusers pipeline once per prompt of `request` (seeded by `request.seed`, so an image
+    does not depend on its prompt's position), with the request's LoRAs applied; `frames_of`
+    picks one output's frames (`lambda out: out.images[0]`), `prompt_arguments` turns a prompt
+    into the call's arguments (default `prompt=`)."""
+    frames = []
+    with loras_applied(pipe, request.loras):
+        for prompt in request.prompts:
+            arguments = prompt_arguments(prompt) if prompt_arguments else {"prompt": prompt}
+            out = pipe(generator=generator(request.seed), **arguments, **kwargs)
+            frames.append(pil_frames(frames_of(out)))
+    return frames

@@ -9,9 +9,8 @@ from diffsynth.plugin import (
     SampleRequest,
     SampleResult,
     UserError,
-    generator,
-    loras_applied,
-    pil_frames,
+    generate_each_prompt,
+    without_defaults,
 )
 
 from .inputs import KONTEXT, t5_length
@@ -45,21 +44,11 @@ def sample(pipe: FluxModules, request: SampleRequest, context: RunContext) -> Sa
     if request.guidance is not None and not pipe.dit.config.guidance_embeds:
         raise UserError("--guidance: this FLUX transformer has no guidance embedding (use --cfg_scale with --negative_prompt)")
     dp = diffusers_pipeline(pipe, kontext=bool(references))
-    kwargs = dict(height=request.height, width=request.width, max_sequence_length=t5_length(pipe))
-    optional = {
-        "num_inference_steps": request.steps,
-        "guidance_scale": request.guidance,
-        "true_cfg_scale": request.cfg_scale,
-        "negative_prompt": request.negative_prompt,
-    }
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    kwargs = dict(height=request.height, width=request.width, max_sequence_length=t5_length(pipe), output_type="pil")
+    kwargs.update(without_defaults({"num_inference_steps": request.steps, "guidance_scale": request.guidance,
+                                    "true_cfg_scale": request.cfg_scale, "negative_prompt": request.negative_prompt}))  # fmt: skip
     if references:
         kwargs["image"] = references[0]
         if request.height and request.width:  # Kontext generates max_area pixels at the asked aspect ratio
             kwargs["max_area"] = request.height * request.width
-    frames = []
-    with loras_applied(dp, request.loras):
-        for prompt in request.prompts:
-            out = dp(prompt=prompt, generator=generator(request.seed), output_type="pil", **kwargs)
-            frames.append(pil_frames(out.images[0]))
-    return SampleResult(frames=frames)
+    return SampleResult(frames=generate_each_prompt(dp, request, kwargs, lambda out: out.images[0]))

@@ -9,9 +9,8 @@ from diffsynth.plugin import (
     SampleRequest,
     SampleResult,
     UserError,
-    generator,
-    loras_applied,
-    pil_frames,
+    generate_each_prompt,
+    without_defaults,
 )
 
 from .pipeline import QwenImageModules
@@ -53,14 +52,9 @@ def sample(pipe: QwenImageModules, request: SampleRequest, context: RunContext) 
         true_cfg_scale=cfg,
         height=request.height,
         width=request.width,
+        output_type="pil",
+        **without_defaults({"num_inference_steps": request.steps}),
     )
-    if request.steps is not None:
-        kwargs["num_inference_steps"] = request.steps
     if edit_images:
         kwargs["image"] = edit_images[0]
-    frames = []
-    with loras_applied(dp, request.loras):
-        for prompt in request.prompts:
-            out = dp(prompt=prompt, generator=generator(request.seed), output_type="pil", **kwargs)
-            frames.append(pil_frames(out.images[0]))
-    return SampleResult(frames=frames)
+    return SampleResult(frames=generate_each_prompt(dp, request, kwargs, lambda out: out.images[0]))

@@ -10,9 +10,8 @@ from diffsynth.plugin import (
     SampleRequest,
     SampleResult,
     UserError,
-    generator,
-    loras_applied,
-    pil_frames,
+    generate_each_prompt,
+    without_defaults,
 )
 
 from .inputs import CLIP_MEAN, CLIP_STD
@@ -80,22 +79,13 @@ def sample(pipe: WanModules, request: SampleRequest, context: RunContext) -> Sam
         raise UserError(f"--{INPUT} needs an image-to-video Wan (Wan2.1 I2V, or Wan2.2 TI2V-5B with --variant ti2v)")
     dp = diffusers_pipeline(pipe, image_to_video=bool(images))
     kwargs = dict(max_sequence_length=pipe.text_len, output_type="np")
-    optional = {
-        "height": request.height,
-        "width": request.width,
-        "num_frames": request.num_frames,
-        "num_inference_steps": request.steps,
-        "guidance_scale": request.cfg_scale,
-        "negative_prompt": request.negative_prompt,
-    }
-    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    kwargs.update(without_defaults({
+        "height": request.height, "width": request.width, "num_frames": request.num_frames,
+        "num_inference_steps": request.steps, "guidance_scale": request.cfg_scale, "negative_prompt": request.negative_prompt,
+    }))  # fmt: skip
     if images:
         kwargs["image"] = images[0]
-    frames = []
-    with loras_applied(dp, request.loras):
-        for prompt in request.prompts:
-            out = dp(generator=generator(request.seed), **prompt_arguments(dp, prompt, kwargs), **kwargs)
-            frames.append(pil_frames(out.frames[0]))
+    frames = generate_each_prompt(dp, request, kwargs, lambda out: out.frames[0], lambda p: prompt_arguments(dp, p, kwargs))
     return SampleResult(frames=frames, fps=FPS[generation(pipe)])
 
 
