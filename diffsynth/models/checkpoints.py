@@ -119,8 +119,9 @@ def build_module(
     module.load_state_dict(state_dict, strict=True, assign=True)
     # assign=True gives every name its own Parameter; tie what the model shares again (T5's
     # `shared` / `encoder.embed_tokens`), or the device would hold it twice
-    if callable(getattr(module, "tie_weights", None)):
-        module.tie_weights()
+    tie_weights = getattr(module, "tie_weights", None)
+    if callable(tie_weights):
+        tie_weights()
     if fp8:
         from diffsynth.training.precision import store_in_fp8
 
