@@ -3,8 +3,8 @@
     from diffsynth.plan.meta import empty_module
     dit = empty_module(lambda: QwenImageTransformer2DModel(**REAL_DIT), context.torch_dtype)
 
-Built as `build_module` builds them (`init_empty_weights(include_buffers=False)`) and cast as it
-casts a loaded state dict (every floating parameter and persistent buffer to the compute dtype),
+Built as `build_module` builds them (`init_empty_weights(include_buffers=False)`, shared weights
+tied again with the model's `tie_weights`) and cast as it casts a loaded state dict (every floating parameter and persistent buffer to the compute dtype),
 so the planned module holds what the loaded one would.
 """
 
@@ -20,6 +20,8 @@ def empty_module(factory: Callable[[], torch.nn.Module], dtype: torch.dtype) -> 
 
     with init_empty_weights(include_buffers=False):
         module = factory()
+    if callable(getattr(module, "tie_weights", None)):  # as build_module: T5's shared embedding once
+        module.tie_weights()
     persistent = set(module.state_dict(keep_vars=True))
     with torch.no_grad():
         for param in module.parameters():

@@ -120,8 +120,9 @@ class Labels:
     def __call__(self) -> dict[int, str]:
         out = dict(self._weights)
         for label, sub, attr in self._moving:
-            t = sub._parameters.get(attr)
-            t = sub._buffers.get(attr) if t is None else t
+            t: torch.Tensor | None = sub._parameters.get(attr)
+            if t is None:
+                t = sub._buffers.get(attr)
             if t is not None:
                 out[storage_key(t)] = label
         for p in self.params:

@@ -28,11 +28,11 @@ def flux_dit_parameters(c: dict) -> int:
     return embed + c["num_layers"] * double + c["num_single_layers"] * single + out
 
 
-def t5_encoder_parameters(c: dict, embeddings: int) -> int:
+def t5_encoder_parameters(c: dict) -> int:
     d, inner = c["d_model"], c["num_heads"] * c["d_kv"]
     layer = 3 * linear(d, inner, False) + linear(inner, d, False) + 2 * d + 2 * linear(d, c["d_ff"], False) + linear(c["d_ff"], d, False)
     bias = c["relative_attention_num_buckets"] * c["num_heads"]  # T5: first layer only
-    return embeddings * c["vocab_size"] * d + c["num_layers"] * layer + bias + d
+    return c["vocab_size"] * d + c["num_layers"] * layer + bias + d
 
 
 def clip_text_parameters(c: dict) -> int:
@@ -43,7 +43,7 @@ def clip_text_parameters(c: dict) -> int:
 
 def test_hand_counts_match_the_published_sizes():
     assert flux_dit_parameters(DIT) == 11_901_408_320  # FLUX.1-dev transformer, 11.9B
-    assert t5_encoder_parameters(T5, embeddings=1) == 4_762_310_656  # t5-v1_1-xxl encoder, 4.76B
+    assert t5_encoder_parameters(T5) == 4_762_310_656  # t5-v1_1-xxl encoder, 4.76B
     assert clip_text_parameters(CLIP) == 123_060_480  # CLIP ViT-L/14 text tower
 
 
@@ -59,10 +59,9 @@ def test_plan_flux_weights_equal_the_real_configs_parameter_bytes(monkeypatch, t
     got = predict(registry, config)
     assert got.weights["weights: dit"] == BF16 * flux_dit_parameters(DIT)
     assert got.weights["weights: text_encoder"] == pytest.approx(BF16 * clip_text_parameters(CLIP), abs=BUFFERS)
-    # T5's input embedding is tied (stored once in the checkpoint), but the loader's
-    # load_state_dict(assign=True) gives `shared` and `encoder.embed_tokens` a Parameter each
-    # and `Module.to(device)` copies each: on the GPU it is there twice, as planned
-    assert got.weights["weights: text_encoder_2"] == BF16 * t5_encoder_parameters(T5, embeddings=2)
+    # T5's input embedding is tied (`shared` = `encoder.embed_tokens`): once, as build_module
+    # ties it again after loading
+    assert got.weights["weights: text_encoder_2"] == BF16 * t5_encoder_parameters(T5)
     # LoRA r32 on the default targets: fp32, AdamW's two moments of the same size
     assert got.breakdown["optimizer state"] == pytest.approx(2 * got.weights["trainable parameters"], rel=0.001)
     assert got.peak == sum(got.breakdown.values())
