@@ -20,8 +20,9 @@ def empty_module(factory: Callable[[], torch.nn.Module], dtype: torch.dtype) -> 
 
     with init_empty_weights(include_buffers=False):
         module = factory()
-    if callable(getattr(module, "tie_weights", None)):  # as build_module: T5's shared embedding once
-        module.tie_weights()
+    tie_weights = getattr(module, "tie_weights", None)
+    if callable(tie_weights):  # as build_module does: T5's shared embedding once
+        tie_weights()
     persistent = set(module.state_dict(keep_vars=True))
     with torch.no_grad():
         for param in module.parameters():
