@@ -26,11 +26,18 @@ def with_flags(args: list[str], **flags: str | None) -> list[str]:
     return out
 
 
-def check_split_training(cwd: Path, command: list[str], denoiser_source: str, encoder_paths: list[Path], repeat: int = 2) -> dict:
+def check_split_training(
+    cwd: Path, command: list[str], denoiser_source: str, encoder_paths: list[Path], repeat: int = 2, batch_size: int = 1
+) -> dict:
     """Run `command` (a `train FAMILY ...` seed command with --model_id_with_origin_paths) as
     the one-command cached run, then as DiffSynth-Studio's two stages with the encoders deleted
-    in between; returns what the runs wrote (for further checks)."""
+    in between (both with `--batch_size batch_size`, the rows all of one size); returns what the
+    runs wrote (for further checks)."""
+    import math
+
     from safetensors.torch import load_file
+
+    command = with_flags(command, batch_size=str(batch_size)) if batch_size != 1 else command
 
     sources = command[command.index("--model_id_with_origin_paths") + 1]
     encoder_sources = ",".join(s for s in sources.split(",") if s != denoiser_source)
@@ -57,5 +64,5 @@ def check_split_training(cwd: Path, command: list[str], denoiser_source: str, en
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in split_lora.items())  # it trained
     rows = json.loads((cwd / "split-cache" / "index.json").read_text())["rows"]
     log = (cwd / "split" / "loss_log.jsonl").read_text().splitlines()
-    assert len(log) == len(rows) * repeat
+    assert len(log) == math.ceil(len(rows) / batch_size) * repeat
     return {"data": data, "rows": rows, "one": one, "stage1": first, "stage2": second}

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from diffsynth.cache.testing import check_split_training
 from diffsynth.testing.cli import run_diffsynth
 
@@ -16,7 +18,8 @@ DIT = f"{REPO}:flux1-dev.safetensors"
 SOURCES = f"{DIT},{REPO}:text_encoder/model.safetensors,{REPO}:text_encoder_2/,{REPO}:ae.safetensors"
 
 
-def test_split_training_without_encoders_equals_one_command_run(tmp_path):
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_split_training_without_encoders_equals_one_command_run(tmp_path, batch_size):
     out = run_diffsynth("models", "init", "flux", f"models/{REPO}", "--preset", "tiny", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     command = [
@@ -27,5 +30,5 @@ def test_split_training_without_encoders_equals_one_command_run(tmp_path):
     ]  # fmt: skip
     repo = tmp_path / "models" / REPO
     encoders = [repo / "text_encoder", repo / "text_encoder_2", repo / "ae.safetensors", repo / "tokenizer", repo / "tokenizer_2"]
-    runs = check_split_training(tmp_path, command, DIT, encoders)
+    runs = check_split_training(tmp_path, command, DIT, encoders, batch_size=batch_size)
     assert "encoding 8 of 8 rows" in runs["stage1"].stderr
