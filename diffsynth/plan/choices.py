@@ -121,8 +121,8 @@ def fastest_fitting(
     assert smallest is not None
     options, prediction = smallest
     raise UserError(
-        f"--vram {vram / GIB:.1f} GiB: nothing fits; the smallest predicted peak is {prediction.peak / GIB:.1f} GiB "
-        f"({options.label()}), which needs {(prediction.peak * (1 + MARGIN) + RESERVED) / GIB:.1f} GiB with the margin"
+        f"--vram {vram / GIB:.1f} GiB: nothing fits; the smallest predicted peak is {prediction.peak / GIB:.2f} GiB "
+        f"({options.label()}), which needs {(prediction.peak * (1 + MARGIN) + RESERVED) / GIB:.2f} GiB with the margin"
     )
 
 
