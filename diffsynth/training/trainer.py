@@ -7,6 +7,7 @@ and loading models (minutes), and write `training_args.json` before the first st
 from __future__ import annotations
 
 import json
+import os
 import math
 import signal
 import sys
@@ -316,6 +317,13 @@ class Trainer:
     def run(self) -> TrainResult:
         config = self.config
         validate(config, self.family)
+        if config.fp8_models and not (config.use_gradient_checkpointing or config.use_gradient_checkpointing_offload):
+            if os.environ.get("RANK", "0") == "0":
+                sys.stderr.write(
+                    "warning: --fp8_models without --use_gradient_checkpointing keeps each layer's upcast weight "
+                    "until backward (about 1.5x the bf16 weights at the peak, docs/memory-and-scale.md); "
+                    "add --use_gradient_checkpointing to save memory\n"
+                )
         # fails in seconds on a bad dataset, before any model load (stage 2 of split training has no source dataset)
         dataset: Any = None if config.task == TRAIN_FROM_CACHE else self._dataset()  # or the cache's
         if config.task == DATA_PROCESS:  # stage 1 of split training: fill the encoder cache, train nothing
