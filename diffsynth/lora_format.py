@@ -46,6 +46,6 @@ class LoraKeyFormat:
         return out
 
 
-#: ComfyUI's generic loader and kohya-style tools read it; diffusers' converters read it for the
-#: families whose LoRA loader accepts `diffusion_model.` keys (Qwen-Image, Wan in original names).
+#: ComfyUI's generic loader and kohya-style tools read it; diffusers reads it for the families
+#: whose LoRA loader converts `diffusion_model.` keys (each family's tests check its own loader).
 DEFAULT_LORA_KEY_FORMAT = LoraKeyFormat()

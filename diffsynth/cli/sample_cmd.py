@@ -29,10 +29,6 @@ MODELS_PANEL, SAMPLING_PANEL, LORA_PANEL, INPUTS_PANEL, OUTPUT_PANEL = "Models",
 IMAGE_SUFFIX, VIDEO_SUFFIX = ".png", ".mp4"
 
 
-def is_video_family(family: FamilySpec) -> bool:
-    return family.makes_videos
-
-
 def _option(name: str, kind: Any, default: Any, help: str, panel: str, flag: str | None = None) -> inspect.Parameter:
     extra: dict[str, Any] = {"metavar": ""} if kind is bool else {}
     inner = [a for a in typing.get_args(kind) if a is not type(None)]
@@ -52,7 +48,7 @@ def sample_parameters(family: FamilySpec) -> list[inspect.Parameter]:
         _option("height", Optional[int], None, f"Image height in pixels, a multiple of {family.resolution_multiple} (default: the pipeline's).", SAMPLING_PANEL),
         _option("width", Optional[int], None, f"Image width in pixels, a multiple of {family.resolution_multiple} (default: the pipeline's).", SAMPLING_PANEL),
     ]
-    if is_video_family(family):
+    if family.makes_videos:
         params.append(_option("num_frames", Optional[int], None, "Video frames, 1 + 4k (default: the pipeline's).", SAMPLING_PANEL))
     params += [
         _option("steps", Optional[int], None, "Denoising steps (default: the pipeline's).", SAMPLING_PANEL),
@@ -154,9 +150,9 @@ def output_suffix(family: FamilySpec, output: str | None, num_frames: int | None
     suffix = Path(output).suffix.lower()
     if suffix not in (IMAGE_SUFFIX, VIDEO_SUFFIX):
         raise UserError(f"--output {output}: expected a {IMAGE_SUFFIX} (image) or {VIDEO_SUFFIX} (video) file name")
-    if suffix == VIDEO_SUFFIX and not is_video_family(family):
+    if suffix == VIDEO_SUFFIX and not family.makes_videos:
         raise UserError(f"--output {output}: {family.name} generates images; expected a {IMAGE_SUFFIX} file name")
-    if suffix == IMAGE_SUFFIX and is_video_family(family) and num_frames != 1:
+    if suffix == IMAGE_SUFFIX and family.makes_videos and num_frames != 1:
         raise UserError(f"--output {output}: {family.name} generates a video; expected a {VIDEO_SUFFIX} file name (or --num_frames 1)")
     return suffix
 
@@ -198,7 +194,7 @@ def generate(registry: FamilyRegistry, family: FamilySpec, config: TrainConfig, 
 
     from diffsynth.models.resolve import resolve_model_files
     from diffsynth.training.family_hooks import FamilyHooks
-    from diffsynth.training.trainer import resolve_dtype, use_one_cpu_thread
+    from diffsynth.training.flag_checks import resolve_dtype, use_one_cpu_thread
     from diffsynth.types import RunContext
 
     models = resolve_model_files(family, config)  # headers only: a bad source fails before any load
@@ -248,7 +244,7 @@ def build_sample_app(registry: FamilyRegistry) -> typer.Typer:
         cls=group, help="Generate images or videos with a family's inference pipeline (and your LoRA).", no_args_is_help=True
     )
     for family in registry.families.values():
-        what = "a video" if is_video_family(family) else "images"
+        what = "a video" if family.makes_videos else "images"
         app.command(
             name=family.name,
             help=f"Generate {what} with {family.name}'s inference pipeline: {family.description}",

@@ -19,7 +19,6 @@ import typer
 from typer.core import TyperGroup
 
 from diffsynth.config import TrainConfig, cli_fields
-from diffsynth.errors import UserError
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
 
@@ -54,13 +53,8 @@ def option_parameter(name: str, annotation: Any, default: Any, help: str, panel:
 
 
 def _family_parameters(family: FamilySpec) -> list[inspect.Parameter]:
-    core = set(f.name for f in cli_fields())
-    params = []
-    for opt in family.options:
-        if opt.name in core:
-            raise UserError(f"family {family.name}: option --{opt.name} clashes with a core option")
-        params.append(option_parameter(opt.name, opt.type, opt.default, opt.help, f"{family.name} options"))
-    return params
+    # an option named like a core flag never gets here: the plugin is refused when it registers
+    return [option_parameter(o.name, o.type, o.default, o.help, f"{family.name} options") for o in family.options]
 
 
 CONFIG_PANEL = "Config file"

@@ -17,7 +17,7 @@ class Planner:
     """Predictions of one run's option sets (each simulated once)."""
 
     def __init__(self, registry: FamilyRegistry, config: TrainConfig, device: str = "cuda") -> None:
-        from diffsynth.training.trainer import validate
+        from diffsynth.training.flag_checks import validate
 
         self.registry, self.device = registry, device
         self.config = config = copy.deepcopy(config)

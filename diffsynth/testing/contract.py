@@ -65,18 +65,11 @@ def init_default_repos(registry: FamilyRegistry, spec: FamilySpec, config: Train
         registry.hook.init_model(family=spec.name, preset=preset, directory=base / repo, seed=0)
 
 
-class FamilyContract:
-    """Subclass in a plugin's tests; set `family`, `preset` and optionally `extra_inputs`."""
+class FamilyFixtures:
+    """The registry and the spec of `family`, once per test class (the contract and the option
+    matrix both start from them)."""
 
     family: str = ""
-    preset: str = "tiny"
-    extra_inputs: tuple[str, ...] = ()
-    lora_rank: int = 4
-    #: Regexes of LoRA parameters that get no gradient by design (e.g. the text stream of an
-    #: MMDiT's last block, whose output is discarded). Everything else must get a gradient.
-    lora_params_without_gradient: tuple[str, ...] = ()
-
-    # -- fixtures -----------------------------------------------------------------------------
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -87,6 +80,19 @@ class FamilyContract:
     @classmethod
     def spec(cls, registry: FamilyRegistry) -> FamilySpec:
         return registry.get(cls.family)
+
+
+class FamilyContract(FamilyFixtures):
+    """Subclass in a plugin's tests; set `family`, `preset` and optionally `extra_inputs`."""
+
+    preset: str = "tiny"
+    extra_inputs: tuple[str, ...] = ()
+    lora_rank: int = 4
+    #: Regexes of LoRA parameters that get no gradient by design (e.g. the text stream of an
+    #: MMDiT's last block, whose output is discarded). Everything else must get a gradient.
+    lora_params_without_gradient: tuple[str, ...] = ()
+
+    # -- fixtures -----------------------------------------------------------------------------
 
     @pytest.fixture(scope="class")
     @classmethod

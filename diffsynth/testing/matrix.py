@@ -34,7 +34,7 @@ from diffsynth.config import TrainConfig
 from diffsynth.models.sources import MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV
 from diffsynth.plugins import FamilyRegistry, load_registry
 from diffsynth.spec import FamilySpec
-from diffsynth.testing.contract import init_default_repos
+from diffsynth.testing.contract import FamilyFixtures, init_default_repos
 
 FULL_MATRIX_ENV = "DIFFSYNTH_FULL_MATRIX"
 #: One step that changes no weight: an update of 1e-30 is below float32's resolution of any
@@ -82,10 +82,9 @@ class MatrixRun:
         return load_file(str(self.files[0]))
 
 
-class OptionMatrix:
+class OptionMatrix(FamilyFixtures):
     """Subclass in a plugin's tests with `family` and `cases`."""
 
-    family: str = ""
     cases: tuple[MatrixCase, ...] = ()
     lora_rank: int = 4
     steps: int = 2
@@ -116,16 +115,6 @@ class OptionMatrix:
         if case.components:
             return case.components
         return tuple(c.name for c in load_registry().get(self.family).components if not c.optional)
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def registry(cls) -> FamilyRegistry:
-        return load_registry()
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def spec(cls, registry: FamilyRegistry) -> FamilySpec:
-        return registry.get(cls.family)
 
     @pytest.fixture(scope="class")
     @classmethod

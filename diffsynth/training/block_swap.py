@@ -86,3 +86,20 @@ def to_device_except(module: torch.nn.Module, device: torch.device, keep: set[to
             owner_name, _, leaf = name.rpartition(".")
             owner = module.get_submodule(owner_name) if owner_name else module
             owner._buffers[leaf] = buffer.to(device)
+
+
+def swap_for_run(count: int, family, module: torch.nn.Module, accelerator) -> BlockSwap | None:
+    """`--blocks_to_swap count` on the denoiser `module` of `family` (a FamilySpec), before it is
+    moved to `accelerator.device`; None when no block is swapped."""
+    if not count:
+        return None
+    kind = str(accelerator.distributed_type)
+    if "FSDP" in kind or "DEEPSPEED" in kind:
+        raise UserError(f"--blocks_to_swap does not work under {kind.rsplit('.', 1)[-1]}: it shards and moves the "
+                        "weights itself; use one process or DDP (each process swaps its own copy)")  # fmt: skip
+    swap = swap_blocks(module, family.repeated_blocks, count, accelerator.device, family.name)
+    host = swap.host_parameters
+    ignored = [name for name, p in module.named_parameters() if p in host]
+    # frozen and identical on every process: DDP need not broadcast them (and NCCL cannot from the CPU)
+    torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
+    return swap

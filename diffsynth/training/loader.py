@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from diffsynth.data.dataset import TrainingDataset, first_item
+from diffsynth.data.buckets import BucketBatchSampler
 from diffsynth.data.sampler import RepeatShuffleSampler
 from diffsynth.errors import UserError
 
@@ -37,19 +38,23 @@ class LoadErrorsAsValues(torch.utils.data.Dataset):
             return LoadFailure(index, str(exc))
 
 
-def make_loader(dataset: TrainingDataset, sampler: RepeatShuffleSampler, num_workers: int, seed: int):
-    """Samples one at a time in the sampler's order. The loader gets its own generator: by default
-    a DataLoader draws a seed from the global RNG per epoch, which would make a resumed run's
-    noise differ from an uninterrupted one's."""
-    return torch.utils.data.DataLoader(
-        LoadErrorsAsValues(dataset), batch_size=1, sampler=sampler, collate_fn=first_item,
-        num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
-    )
+def make_loader(dataset: TrainingDataset, sampler: RepeatShuffleSampler | BucketBatchSampler, num_workers: int, seed: int):
+    """Samples in the sampler's order: one at a time, or (a `BucketBatchSampler`) each item the
+    list of one batch's samples. The loader gets its own generator: by default a DataLoader draws
+    a seed from the global RNG per epoch, which would make a resumed run's noise differ from an
+    uninterrupted one's."""
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(sampler, BucketBatchSampler):
+        return torch.utils.data.DataLoader(LoadErrorsAsValues(dataset), batch_sampler=sampler, collate_fn=list,
+                                           num_workers=num_workers, generator=generator)  # fmt: skip
+    return torch.utils.data.DataLoader(LoadErrorsAsValues(dataset), batch_size=1, sampler=sampler, collate_fn=first_item,
+                                       num_workers=num_workers, generator=generator)  # fmt: skip
 
 
-def make_batch_loader(dataset: TrainingDataset, batch_sampler, num_workers: int, seed: int):
-    """`make_loader` for `--batch_size` > 1: each item is the list of one batch's samples."""
-    return torch.utils.data.DataLoader(
-        LoadErrorsAsValues(dataset), batch_sampler=batch_sampler, collate_fn=list,
-        num_workers=num_workers, generator=torch.Generator().manual_seed(seed),
-    )
+def run_sampler(config, dataset, rank: int, world_size: int) -> RepeatShuffleSampler | BucketBatchSampler:
+    """The data order of a run (`config` a TrainConfig): one row at a time, or with --batch_size
+    batches of rows that train at one size (aspect buckets), dealt equally to the processes."""
+    if config.batch_size == 1:
+        return RepeatShuffleSampler(dataset.num_rows, config.dataset_repeat, seed=config.seed, rank=rank, world_size=world_size)
+    sizes = [dataset.training_size(row) for row in range(dataset.num_rows)]  # headers only
+    return BucketBatchSampler(sizes, config.batch_size, config.dataset_repeat, config.seed, rank=rank, world_size=world_size)

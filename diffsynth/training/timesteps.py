@@ -9,11 +9,12 @@ drawing a continuous sigma in (0, 1):
 - `sigmoid`: sigmoid(sigmoid_scale * N(0, 1));
 - `shift`: the sigmoid sample, then shifted by `discrete_flow_shift`: s*t / (1 + (s-1)*t);
 - `flux_shift`: the sigmoid sample, then shifted by exp(mu) with mu linear in the image's token
-  count (0.5 at 256 tokens, 1.15 at 4096), the resolution-dependent shift of FLUX's pipeline.
+  count (0.5 at 256 tokens, 1.15 at 4096): diffusers' `calculate_shift` defaults, musubi's
+  `flux_shift` (a family whose pipeline uses other constants should say so in its recipe).
 
 `--min/max_timestep_boundary` still apply: the continuous sample is scaled into the sigma range
 the boundaries select on the family's grid (musubi scales into [min_timestep, max_timestep] the
-same way), so a Wan 2.2 expert pair still splits at the same sigma.
+same way), so a pair of timestep experts still splits at the same sigma.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ import torch
 
 from diffsynth.training.flow_matching import FlowMatchSchedule
 
-#: FLUX.1's dynamic shift: mu goes linearly from BASE_SHIFT at BASE_SEQ_LEN image tokens to
-#: MAX_SHIFT at MAX_SEQ_LEN (diffusers' FluxPipeline `calculate_shift` defaults, musubi's flux_shift).
+#: The dynamic shift: mu goes linearly from BASE_SHIFT at BASE_SEQ_LEN image tokens to MAX_SHIFT at
+#: MAX_SEQ_LEN (diffusers' `calculate_shift` defaults, musubi's flux_shift).
 BASE_SEQ_LEN, MAX_SEQ_LEN, BASE_SHIFT, MAX_SHIFT = 256, 4096, 0.5, 1.15
 
 
 def image_seq_len(latents: torch.Tensor) -> int:
-    """Image tokens of one sample, from the latents' layout: packed (B, tokens, D) as FLUX and
-    Qwen-Image pass them; (B, C, h, w) and (B, C, T, h, w) grids patchified 2x2 as their DiTs do."""
+    """Image tokens of one sample, from the latents' layout: packed (B, tokens, D) sequences as
+    they are; (B, C, h, w) and (B, C, T, h, w) grids counted as 2x2 patches."""
     if latents.dim() == 3:
         return int(latents.shape[1])
     h, w = latents.shape[-2], latents.shape[-1]

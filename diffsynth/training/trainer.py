@@ -12,7 +12,7 @@ import math
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from diffsynth.cache.stage import (
     cached_inputs,
     prepare_cached_run,
     run_data_process,
-    validate_cache,
 )
 from diffsynth.config import TrainConfig
 from diffsynth.data.dataset import (
@@ -40,8 +39,7 @@ from diffsynth.data.sampler import RepeatShuffleSampler
 from diffsynth.errors import TrainingStopped, UserError
 from diffsynth.models.resolve import model_sources, resolve_model_files
 from diffsynth.plugins import FamilyRegistry
-from diffsynth.spec import FamilySpec
-from diffsynth.training.block_swap import BlockSwap, swap_blocks, to_device_except
+from diffsynth.training.block_swap import swap_for_run, to_device_except
 from diffsynth.training.checkpointing import (
     CheckpointStore,
     LoadedCheckpoint,
@@ -52,9 +50,9 @@ from diffsynth.training.checkpointing import (
 )
 from diffsynth.training.distributed import expose_module_attributes
 from diffsynth.training.family_hooks import FamilyHooks
-from diffsynth.training.loader import LoadFailure, make_batch_loader, make_loader
+from diffsynth.training.flag_checks import use_one_cpu_thread, validate
+from diffsynth.training.loader import LoadFailure, make_loader, run_sampler
 from diffsynth.training.lora_io import LoraLayers, adapter_output_files
-from diffsynth.training.optim import validate_recipe
 from diffsynth.training.model_card import model_card
 from diffsynth.training.recipes import RunRecipe, card_note
 from diffsynth.training.outputs import RunOutputs, prepare_output_dir
@@ -97,103 +95,6 @@ class TrainResult:
     seconds: float = 0.0
     output: Path | None = None
     loss_plot: Path | None = None
-
-
-def resolve_dtype(name: str) -> str:
-    if name == "auto":
-        return "bf16" if torch.cuda.is_available() else "fp32"
-    if name not in ("fp32", "bf16", "fp16"):
-        raise UserError(f"--dtype: expected auto, fp32, bf16 or fp16, got {name!r}")
-    return name
-
-
-def use_one_cpu_thread() -> None:
-    """On a CPU, compute with one intra-op thread unless OMP_NUM_THREADS says otherwise: the tiny
-    and small models trained on CPUs run 13x faster so when other jobs share the cores (72 vs
-    955 ms per step of the tiny Qwen-Image at load 4; docs/benchmarks.md)."""
-    import os
-
-    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(1)
-
-
-def validate(config: TrainConfig, family: FamilySpec) -> None:
-    """Flag checks that need no model and no data."""
-    validate_cache(config, family)  # --task sft | sft:data_process | sft:train, --cache_dir, --cache
-    if config.report_to not in ("none", "tensorboard"):
-        raise UserError(f"--report_to: expected none or tensorboard, got {config.report_to!r}")
-    known = {e.name for e in family.extra_inputs}
-    for name in config.extra_input_names():
-        if name not in known:
-            raise UserError(
-                f"--extra_inputs: {family.name} does not use {name!r}; it accepts: {', '.join(sorted(known)) or 'none'}"
-            )
-    if config.blocks_to_swap < 0:
-        raise UserError(f"--blocks_to_swap: expected 0 or more blocks, got {config.blocks_to_swap}")
-    if config.blocks_to_swap and not (config.use_gradient_checkpointing or config.use_gradient_checkpointing_offload):
-        raise UserError("--blocks_to_swap needs --use_gradient_checkpointing: without it every block's weights stay "
-                        "on the device until backward, so swapping would save nothing")  # fmt: skip
-    for flag in ("num_epochs", "gradient_accumulation_steps", "dataset_repeat", "batch_size"):
-        if getattr(config, flag) < 1:
-            raise UserError(f"--{flag}: expected a positive integer, got {getattr(config, flag)}")
-    if not 0.0 <= config.min_timestep_boundary < config.max_timestep_boundary <= 1.0:
-        raise UserError("--min_timestep_boundary/--max_timestep_boundary: expected 0 <= min < max <= 1")
-    if config.validation_steps is not None and config.validation_steps < 1:
-        raise UserError(f"--validation_steps: expected a positive integer, got {config.validation_steps}")
-    held_out = config.validation_metadata_path or config.validation_split is not None
-    if config.validation_split is not None and not 0 < config.validation_split < 1:
-        raise UserError(f"--validation_split: expected a fraction between 0 and 1, got {config.validation_split:g}")
-    if config.validation_split is not None and config.validation_metadata_path:
-        raise UserError("--validation_split and --validation_metadata_path: give one source of validation rows")
-    if config.keep_best and not held_out:
-        raise UserError("--keep_best needs --validation_metadata_path or --validation_split (the rows val_loss is computed on)")
-    if config.validation_steps and not (held_out or config.validation_prompts):
-        raise UserError("--validation_steps needs --validation_metadata_path, --validation_split or --validation_prompts")
-    _validate_ranges(config)
-    validate_recipe(config)
-    _validate_components(config, family)
-    _validate_files(config)
-    config.dtype = resolve_dtype(config.dtype)
-
-
-def _validate_ranges(config: TrainConfig) -> None:
-    """Numbers a run would accept and then train nothing with (or crash on) are refused here."""
-    for flag in ("max_steps", "save_steps", "checkpointing_steps", "checkpoints_total_limit", "lora_rank"):
-        value = getattr(config, flag)
-        if value is not None and value < 1:
-            raise UserError(f"--{flag}: expected a positive integer, got {value}")
-    for flag in ("skip_nonfinite", "dataset_num_workers"):
-        if getattr(config, flag) < 0:
-            raise UserError(f"--{flag}: expected 0 or more, got {getattr(config, flag)}")
-    if not 0 <= config.seed < 2**32:
-        raise UserError(f"--seed: expected 0 <= seed < 2**32, got {config.seed}")
-    for flag, minimum in (("learning_rate", "positive"), ("lora_alpha", "positive"), ("weight_decay", "non-negative")):
-        value = getattr(config, flag)
-        if value is None:
-            continue
-        if not math.isfinite(value) or value < 0 or (minimum == "positive" and value == 0):
-            raise UserError(f"--{flag}: expected a {minimum} finite number, got {value:g}")
-
-
-def _validate_components(config: TrainConfig, family: FamilySpec) -> None:
-    """Component names are known from the family's declaration, before any model is loaded."""
-    names = [c.name for c in family.components]
-    named = [("--lora_base_model", config.lora_base_model), ("--preset_lora_model", config.preset_lora_model)]
-    named += [("--trainable_models", n) for n in config.trainable_model_names()]
-    for flag, name in named:
-        if name and name not in names:
-            raise UserError(f"{flag}: {family.name} has no component {name!r}; components: {', '.join(names)}")
-
-
-def _validate_files(config: TrainConfig) -> None:
-    """Files named by flags exist (a dangling symlink counts as missing)."""
-    for flag in ("lora_checkpoint", "preset_lora_path"):
-        value = getattr(config, flag)
-        if value and not Path(value).is_file():
-            raise UserError(f"--{flag}: file not found: {value}")
-    resume = config.resume_from_checkpoint
-    if resume and resume != "latest" and not Path(resume).is_dir():
-        raise UserError(f"--resume_from_checkpoint: {resume} is not a folder (give 'latest' or a checkpoints/step-N folder)")
 
 
 @dataclass
@@ -409,7 +310,7 @@ class Trainer:
         preset = self._preset_lora(pipeline, plan)
         notes: list[str] = []
         params = apply_plan(plan, pipeline, config, preset=preset, resume_lora=resume_lora, notes=notes)
-        swap = self._swap_blocks(pipeline, accelerator)
+        swap = swap_for_run(config.blocks_to_swap, self.family, pipeline.denoiser_module, accelerator)
         for name, module in pipeline.modules.items():
             if swap is not None and name == pipeline.denoiser:
                 to_device_except(module, accelerator.device, swap.host_parameters)  # never whole on the device
@@ -418,7 +319,7 @@ class Trainer:
         pipeline.device = accelerator.device
         # --optimizer (AdamW by default) and --lr_scheduler (constant by default, explicitly: no hidden
         # warm-up/down; DiffSynth's ConstantLR runs 5 steps at lr/3), see diffsynth.training.optim
-        sampler = self._sampler(dataset, accelerator.process_index, accelerator.num_processes)
+        sampler = run_sampler(config, dataset, accelerator.process_index, accelerator.num_processes)
         recipe = RunRecipe.for_run(config, self.family, len(sampler), accelerator, params)
         optimizer, scheduler = recipe.optimizer, recipe.scheduler
         *modules, optimizer, scheduler = accelerator.prepare(
@@ -427,10 +328,7 @@ class Trainer:
         for name, wrapped in zip(plan.components, modules):
             pipeline.modules[name] = expose_module_attributes(wrapped, pipeline.modules[name])
 
-        if config.batch_size > 1:
-            loader = make_batch_loader(dataset, sampler, config.dataset_num_workers, config.seed)
-        else:
-            loader = make_loader(dataset, sampler, config.dataset_num_workers, config.seed)
+        loader = make_loader(dataset, sampler, config.dataset_num_workers, config.seed)
         total = len(sampler) * config.num_epochs // config.gradient_accumulation_steps
         if config.max_steps is not None:
             total = min(total, config.max_steps)
@@ -456,32 +354,6 @@ class Trainer:
             fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
             recipe=recipe.track(pipeline, plan, accelerator), notes=notes,
         )
-
-    def _swap_blocks(self, pipeline: FamilyPipeline, accelerator) -> BlockSwap | None:
-        """--blocks_to_swap: the denoiser's last N blocks' frozen weights in host memory."""
-        count = self.config.blocks_to_swap
-        if not count:
-            return None
-        kind = str(accelerator.distributed_type)
-        if "FSDP" in kind or "DEEPSPEED" in kind:
-            raise UserError(f"--blocks_to_swap does not work under {kind.rsplit('.', 1)[-1]}: it shards and moves the "
-                            "weights itself; use one process or DDP (each process swaps its own copy)")  # fmt: skip
-        module = pipeline.denoiser_module
-        swap = swap_blocks(module, self.family.repeated_blocks, count, accelerator.device, self.family.name)
-        host = swap.host_parameters
-        ignored = [name for name, p in module.named_parameters() if p in host]
-        # frozen and identical on every process: DDP need not broadcast them (and NCCL cannot from the CPU)
-        torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, ignored)
-        return swap
-
-    def _sampler(self, dataset, rank: int, world_size: int):
-        """The data order: one row at a time, or with --batch_size batches of rows that train at one
-        size (aspect buckets), dealt equally to the processes."""
-        config = self.config
-        if config.batch_size == 1:
-            return RepeatShuffleSampler(dataset.num_rows, config.dataset_repeat, seed=config.seed, rank=rank, world_size=world_size)
-        sizes = [dataset.training_size(row) for row in range(dataset.num_rows)]  # headers only
-        return BucketBatchSampler(sizes, config.batch_size, config.dataset_repeat, config.seed, rank=rank, world_size=world_size)
 
     def _state_dicts(self, run: PreparedRun) -> dict[str, dict[str, torch.Tensor]]:
         """Full state dicts of the trained components; under ZeRO-3/FSDP this gathers the shards,
@@ -589,24 +461,11 @@ class Trainer:
         if step != run.total_steps and not (every and step % every == 0):
             return None
         if run.validation_prompts and run.accelerator.is_main_process:
-            self._write_samples(run, step)
+            modules = {name: run.accelerator.unwrap_model(m) for name, m in run.pipeline.modules.items()}
+            write_samples(self.hooks, replace(run.pipeline, modules=modules), self.context, self.config, self.family,
+                          run.validation_prompts, run.outputs.root / "samples" / f"step-{step}",
+                          run.accelerator if self.config.report_to == "tensorboard" else None, step)  # fmt: skip
         return validation_loss(self.hooks, run.pipeline, run.validation) if run.validation is not None else None
-
-    def _write_samples(self, run: PreparedRun, step: int) -> None:
-        """The prompts through the family's pipeline with the unwrapped modules (a DDP wrapper's
-        forward would wait for the other processes)."""
-        from dataclasses import replace
-
-        modules = {name: run.accelerator.unwrap_model(m) for name, m in run.pipeline.modules.items()}
-        folder = run.outputs.root / "samples" / f"step-{step}"
-        written = write_samples(self.hooks, replace(run.pipeline, modules=modules), self.context, self.config,
-                                self.family, run.validation_prompts, folder)  # fmt: skip
-        if self.config.report_to == "tensorboard":
-            import numpy as np
-            from PIL import Image
-
-            grid = np.asarray(Image.open(written[-1]).convert("RGB"))
-            run.accelerator.get_tracker("tensorboard").log_images({"samples": grid[None]}, step=step, dataformats="NHWC")
 
     def _keep_if_best(self, run: PreparedRun, result: TrainResult, val_loss: float) -> None:
         """--keep_best: the weights with the lowest val_loss so far as best*.safetensors."""

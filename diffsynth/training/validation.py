@@ -123,9 +123,11 @@ def sample_size(config: TrainConfig, family: FamilySpec) -> tuple[int, int]:
 
 
 def write_samples(hooks, pipeline: FamilyPipeline, context: RunContext, config: TrainConfig, family: FamilySpec,
-                  prompts: tuple[str, ...], folder: Path) -> list[Path]:  # fmt: skip
+                  prompts: tuple[str, ...], folder: Path, tensorboard=None, step: int = 0) -> list[Path]:  # fmt: skip
     """Each prompt through the family's inference pipeline with the weights as they are now (the
-    LoRA live in the module), fixed seed: `folder/<i>.png` (`.mp4` for video) and `grid.png`."""
+    LoRA live in the module; give it unwrapped modules: a DDP wrapper's forward would wait for the
+    other processes), fixed seed: `folder/<i>.png` (`.mp4` for video) and `grid.png`, which also
+    goes to TensorBoard when `tensorboard` (the accelerator) is given."""
     from PIL import Image
 
     from diffsynth.training.outputs import atomic_write
@@ -149,6 +151,11 @@ def write_samples(hooks, pipeline: FamilyPipeline, context: RunContext, config: 
         grid.paste(frame, (x, 0))
         x += frame.width
     atomic_write(folder / "grid.png", partial(_write_frames, frames=[grid], fps=1))
+    if tensorboard is not None:
+        import numpy as np
+
+        pixels = np.asarray(grid)[None]
+        tensorboard.get_tracker("tensorboard").log_images({"samples": pixels}, step=step, dataformats="NHWC")
     return [*written, folder / "grid.png"]
 
 
