@@ -137,6 +137,12 @@ class TrainConfig:
     max_timestep_boundary: float = opt(
         1.0, "Train on schedule indices < this fraction counted from the noisy end (1 = all; 0.417 = a high-noise expert).", TRAINING
     )
+    train_experts: str | None = opt(
+        None,
+        "Train several timestep experts in one run (e.g. high,low for Wan2.2 A14B with both expert DiTs loaded): "
+        "a LoRA on each; each sample trains the expert that owns its drawn timestep, as inference splits them.",
+        TRAINING,
+    )
     dtype: str = opt("auto", "Weight/compute dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16.", TRAINING)
     find_unused_parameters: bool = opt(False, "Pass find_unused_parameters to DDP.", TRAINING)
     ema_decay: float | None = opt(
@@ -291,6 +297,9 @@ class TrainConfig:
 
     def trainable_model_names(self) -> list[str]:
         return split_list(self.trainable_models)
+
+    def train_expert_names(self) -> list[str]:
+        return split_list(self.train_experts)
 
     def lora_targets(self) -> list[str]:
         return split_list(self.lora_target_modules)

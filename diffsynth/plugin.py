@@ -19,6 +19,7 @@ from diffsynth.lora_format import LoraKeyFormat
 from diffsynth.models.header import CheckpointHeader
 from diffsynth.spec import (
     ComponentSpec,
+    ExpertSpec,
     ExtraInputSpec,
     FamilyOption,
     FamilySpec,
@@ -65,7 +66,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "CheckpointGroup", "CheckpointHeader", "ComponentSpec", "ExtraInputSpec", "Family", "FamilyOption",
+    "CheckpointGroup", "CheckpointHeader", "ComponentSpec", "ExpertSpec", "ExtraInputSpec", "Family", "FamilyOption",
     "FamilyPipeline", "FamilySpec", "LoraFile", "LoraKeyFormat", "ModelFiles", "OutputFile", "PluginError",
     "PresetSpec", "RunContext", "Sample", "SampleRequest", "SampleResult", "TrainedWeights", "TrainingInputs",
     "UserError", "VariantSpec", "hookimpl", *_LAZY,

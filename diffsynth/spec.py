@@ -66,6 +66,24 @@ class PresetSpec:
 
 
 @dataclass(frozen=True)
+class ExpertSpec:
+    """One of several denoisers that split the noise schedule between them (timestep experts: the
+    first expert denoises the noisiest range, the next one the range below, ...).
+
+    A model of the family loads its experts as the components named here, in this order: the
+    n-th checkpoint the denoiser's detector matches becomes the n-th expert's component, so the
+    first expert's component is the family's `denoiser`. Which sigmas each expert owns depends on
+    the loaded model (the family's `load_pipeline` fills `FamilyPipeline.experts`).
+    `--train_experts` names experts by `name`; each expert's LoRA file is `<stem><file_suffix>`.
+    """
+
+    name: str
+    component: str
+    description: str
+    file_suffix: str
+
+
+@dataclass(frozen=True)
 class FamilyOption:
     """A family-only CLI option; it appears in its own `--help` panel.
 
@@ -107,6 +125,8 @@ class FamilySpec:
     #: would give other TrainingInputs, so encoder caches built before are not used
     #: (diffsynth.cache keys every entry with it).
     preprocess_version: str = "1"
+    #: Timestep experts (`ExpertSpec`), noisiest first; empty for a single denoiser.
+    experts: tuple[ExpertSpec, ...] = ()
     #: Filled in by the core at registration: distribution name and version of the plugin.
     plugin: str = ""
     plugin_version: str = ""
@@ -119,6 +139,14 @@ class FamilySpec:
             if var.name == name:
                 return var
         raise KeyError(name)
+
+    def expert_component(self, component: str, taken: Any) -> str | None:
+        """Where a further checkpoint of `component` goes when `taken` (a container of component
+        names) already holds it: the next expert's component, or None (not an expert family, or
+        every expert taken)."""
+        if not self.experts or component != self.experts[0].component:
+            return None
+        return next((e.component for e in self.experts if e.component not in taken), None)
 
     def expand_lora_targets(self, names: list[str]) -> list[str]:
         """Replace aliases by the module names they stand for (order kept, no duplicates)."""

@@ -120,6 +120,10 @@ class FamilyPipeline:
     #: parameter: with FP8 storage a weight's dtype is not the compute dtype.
     dtype: torch.dtype | None = None
     device: torch.device | None = None
+    #: Timestep experts loaded (`FamilySpec.experts`; empty for a single denoiser): expert name ->
+    #: (lowest, highest) sigma it denoises, as the model's inference pipeline splits the schedule.
+    #: An expert owns sigma when lowest <= sigma < highest (the noisiest one also sigma = highest).
+    experts: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def denoiser_module(self) -> torch.nn.Module:
@@ -166,6 +170,9 @@ class TrainedWeights:
     lora_rank: int | None = None
     lora_alpha: float | None = None
     lora_target_modules: tuple[str, ...] = ()
+    #: Timestep experts trained in one run (`--train_experts`): component -> the suffix of its file
+    #: (`FamilySpec.experts`); each is written like the denoiser (the family's LoRA key format).
+    expert_suffixes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

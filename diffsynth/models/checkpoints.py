@@ -7,6 +7,7 @@ loaded tensors (`load_state_dict(assign=True)`), so weights are never held twice
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
@@ -52,6 +53,9 @@ def identify_all(
     groups: dict[str, CheckpointGroup] = {}
     for source, files in sources:
         group = identify(family, source, files)
+        expert = family.expert_component(group.component, groups) if group.component in groups else None
+        if expert is not None:  # timestep experts: the n-th denoiser checkpoint is the n-th expert
+            group = replace(group, component=expert)
         if group.component in groups:
             other = groups[group.component].source
             raise UserError(

@@ -24,12 +24,20 @@ class TrainablePlan:
     lora_targets: list[str]
     full_components: list[str]
     fp8_components: list[str] = field(default_factory=list)
+    #: `--train_experts`: every trained expert's component (the LoRA component first) -> the suffix
+    #: of its file; each gets the same LoRA (diffsynth.training.experts).
+    expert_suffixes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lora_components(self) -> list[str]:
+        if not self.lora_component:
+            return []
+        return list(dict.fromkeys([self.lora_component, *self.expert_suffixes]))
 
     @property
     def components(self) -> list[str]:
         names = list(self.full_components)
-        if self.lora_component and self.lora_component not in names:
-            names.append(self.lora_component)
+        names += [n for n in self.lora_components if n not in names]
         return names
 
 
@@ -145,20 +153,20 @@ def apply_plan(
         _note(notes, f"merged {layers.source} into {component}: {count} layers, scale {layers.scale:g}")
     for name in plan.fp8_components:
         store_in_fp8(pipeline.modules[name], torch_dtype(config.dtype))
-    if plan.lora_component:
+    for component in plan.lora_components:
         add_lora(
-            pipeline.modules[plan.lora_component],
-            plan.lora_component,
+            pipeline.modules[component],
+            component,
             plan.lora_targets,
             config.effective_lora_rank(),
             config.effective_lora_alpha(),
             lora_type=config.lora_type,
             lokr_factor=config.lokr_factor,
         )
-        if resume_lora is not None:
-            count = load_into_lora(pipeline.modules[plan.lora_component], resume_lora, plan.lora_component)
-            _note(notes, f"continuing LoRA {resume_lora.source}: {count} of {len(resume_lora.layers)} layers matched, "
-                  f"rank {resume_lora.rank}, alpha {resume_lora.alpha:g}")
+    if plan.lora_component and resume_lora is not None:
+        count = load_into_lora(pipeline.modules[plan.lora_component], resume_lora, plan.lora_component)
+        _note(notes, f"continuing LoRA {resume_lora.source}: {count} of {len(resume_lora.layers)} layers matched, "
+              f"rank {resume_lora.rank}, alpha {resume_lora.alpha:g}")
     for name in plan.full_components:
         pipeline.modules[name].requires_grad_(True)
     for name in plan.components:
@@ -194,12 +202,13 @@ def trained_weights(
 
     tensors = {name: on_cpu(state_dicts[name]) for name in plan.full_components}
     if plan.lora_component:
-        tensors = {plan.lora_component: on_cpu(lora_tensors(state_dicts[plan.lora_component])), **tensors}
+        tensors = {**{n: on_cpu(lora_tensors(state_dicts[n])) for n in plan.lora_components}, **tensors}
         return TrainedWeights(
             kind="lora",
             tensors=tensors,
             lora_rank=config.effective_lora_rank(),
             lora_alpha=config.effective_lora_alpha(),
             lora_target_modules=tuple(plan.lora_targets),
+            expert_suffixes=dict(plan.expert_suffixes),
         )
     return TrainedWeights(kind="full", tensors=tensors)

@@ -49,6 +49,7 @@ from diffsynth.training.checkpointing import (
     restore_rng,
 )
 from diffsynth.training.distributed import expose_module_attributes
+from diffsynth.training.experts import TrainedExpert, check_train_experts, describe, plan_experts, routed_loss
 from diffsynth.training.family_hooks import FamilyHooks
 from diffsynth.training.flag_checks import use_one_cpu_thread, validate
 from diffsynth.training.loader import LoadFailure, make_loader, run_sampler
@@ -125,6 +126,8 @@ class PreparedRun:
     best: BestRecord | None = None
     validation_prompts: tuple[str, ...] = ()
     recipe: RunRecipe | None = None  # EMA, grad clipping, caption dropout (diffsynth.training.recipes)
+    #: --train_experts: the timestep experts, noisiest first (diffsynth.training.experts); None: one denoiser.
+    experts: tuple[TrainedExpert, ...] | None = None
 
 
 class Trainer:
@@ -211,6 +214,8 @@ class Trainer:
             fp["ema_decay"] = c.ema_decay
         if c.batch_size != 1:  # (absent for 1: checkpoints from before --batch_size still resume)
             fp["batch_size"] = c.batch_size
+        if c.train_experts is not None:
+            fp["train_experts"] = c.train_expert_names()
         return json.loads(json.dumps(fp))  # the form it has after a round trip through state.json
 
     # -- the run ------------------------------------------------------------------------------
@@ -218,6 +223,9 @@ class Trainer:
     def run(self) -> TrainResult:
         config = self.config
         validate(config, self.family)
+        check_train_experts(config, self.family)
+        if config.train_experts is not None and self.registry.implements(self.family.name, "compute_loss"):
+            raise UserError(f"--train_experts: {self.family.name} computes its own loss (compute_loss); experts need the core's")
         if config.fp8_models and not (config.use_gradient_checkpointing or config.use_gradient_checkpointing_offload):
             if os.environ.get("RANK", "0") == "0":
                 sys.stderr.write(
@@ -304,11 +312,17 @@ class Trainer:
         model_files = with_fp8_storage(config, model_files, keep=merged_into)
         self.pipeline = pipeline = self.hooks.load_pipeline(model_files, self.context)
         plan = plan_training(self.family, config, pipeline, model_files)
+        experts = plan_experts(config, self.family, pipeline, model_files)
+        notes: list[str] = []
+        if experts is not None:
+            if accelerator.num_processes > 1:
+                raise UserError("--train_experts: one process only for now (each rank would run other experts)")
+            plan.expert_suffixes = {e.spec.component: e.spec.file_suffix for e in experts}
+            notes.append(describe(experts, model_files))
         resume_lora = self._read_lora(config.lora_checkpoint, "--lora_checkpoint", pipeline, plan.lora_component)
         if resume_lora is not None:
             adopt_lora_checkpoint(plan, config, resume_lora, pipeline.modules[plan.lora_component])
         preset = self._preset_lora(pipeline, plan)
-        notes: list[str] = []
         params = apply_plan(plan, pipeline, config, preset=preset, resume_lora=resume_lora, notes=notes)
         swap = swap_for_run(config.blocks_to_swap, self.family, pipeline.denoiser_module, accelerator)
         for name, module in pipeline.modules.items():
@@ -352,7 +366,7 @@ class Trainer:
         return PreparedRun(
             accelerator, pipeline, plan, params, optimizer, scheduler, sampler, loader, outputs, store,
             fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
-            recipe=recipe.track(pipeline, plan, accelerator), notes=notes,
+            recipe=recipe.track(pipeline, plan, accelerator), notes=notes, experts=experts,
         )
 
     def _state_dicts(self, run: PreparedRun) -> dict[str, dict[str, torch.Tensor]]:
@@ -409,8 +423,11 @@ class Trainer:
                     )
                     run.recipe.mask(inputs, sample)
                     batch.append(inputs)
-                inputs = batch[0] if len(batch) == 1 else self.hooks.collate(batch)
-                loss = self.hooks.loss(pipeline, inputs, self.context)
+                if run.experts is not None:  # each sample to the expert owning its sigma
+                    loss = routed_loss(self.hooks, pipeline, batch, self.context, run.experts)
+                else:
+                    inputs = batch[0] if len(batch) == 1 else self.hooks.collate(batch)
+                    loss = self.hooks.loss(pipeline, inputs, self.context)
                 value = float(loss.detach().float().item())
                 if math.isfinite(value):
                     accelerator.backward(loss)

@@ -22,6 +22,7 @@ from . import configs, convert
 
 # DiffSynth-Studio trains every Wan model on the static shift-5 schedule (FlowMatchScheduler(shift=5)).
 SCHEDULE = FlowMatchSchedule(shift=5.0)
+A14B_BOUNDARY_RATIO = {"t2v": 0.875, "i2v": 0.9}
 REQUIRED = ("dit", "text_encoder", "vae")
 
 
@@ -55,7 +56,11 @@ def load(models: ModelFiles, context: RunContext) -> WanModules:
     if models.tokenizer_path is None and encodes_text:
         raise UserError("wan needs the umT5 tokenizer: pass --tokenizer_path (e.g. Wan-AI/Wan2.1-T2V-1.3B:google/umt5-xxl/)")
     dtype = context.torch_dtype
-    loaders = {"dit": load_dit, "text_encoder": load_text_encoder, "vae": load_vae, "image_encoder": load_image_encoder}
+    check_expert_order(models)
+    loaders = {
+        "dit": load_dit, "dit_2": load_dit, "text_encoder": load_text_encoder, "vae": load_vae,
+        "image_encoder": load_image_encoder,
+    }  # fmt: skip
     modules = {name: load(models.components[name], dtype) for name, load in loaders.items() if name in models.components}
     input_image = "input_image" in context.extra_inputs
     if "dit" in modules and "vae" in modules:
@@ -71,7 +76,40 @@ def load(models: ModelFiles, context: RunContext) -> WanModules:
     tokenizer = AutoTokenizer.from_pretrained(str(models.tokenizer_path)) if encodes_text else None
     dit_group = models.components.get("dit")
     text_len = ((dit_group.sibling_config() if dit_group else None) or {}).get("text_len", 512)
-    return WanModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, mode=mode, text_len=text_len)
+    experts = expert_ranges(mode) if "dit_2" in modules else {}
+    return WanModules(
+        modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, mode=mode, text_len=text_len,
+        experts=experts,
+    )  # fmt: skip
+
+
+def boundary_ratio(mode: str) -> float:
+    """Where Wan2.2 A14B hands over from the high-noise to the low-noise expert, as a fraction of
+    the 1000 training timesteps: diffusers' `boundary_ratio` (0.875 T2V, 0.9 I2V; Wan's
+    `wan/configs/wan_{t2v,i2v}_A14B.py`)."""
+    return A14B_BOUNDARY_RATIO["i2v" if mode == "i2v" else "t2v"]
+
+
+def expert_ranges(mode: str) -> dict[str, tuple[float, float]]:
+    """The sigmas each A14B expert denoises in diffusers' WanPipeline: `transformer` (high) for
+    timestep t >= boundary_ratio x 1000, `transformer_2` (low) below; t = sigma x 1000."""
+    boundary = boundary_ratio(mode)
+    return {"high": (boundary, 1.0), "low": (0.0, boundary)}
+
+
+def check_expert_order(models: ModelFiles) -> None:
+    """The first DiT given is the high-noise expert (DiffSynth-Studio's order); refuse the two
+    Wan-AI expert folders given the other way round."""
+    from .spec import A14B_EXPERTS
+
+    first, second = models.components.get("dit"), models.components.get("dit_2")
+    if first is None or second is None:
+        return
+    if first.files[0].parent.name == A14B_EXPERTS[1] and second.files[0].parent.name == A14B_EXPERTS[0]:
+        raise UserError(
+            f"{first.source} is the low-noise expert and {second.source} the high-noise one: give the "
+            f"{A14B_EXPERTS[0]}/ DiT first (the first DiT is the high-noise expert)"
+        )
 
 
 def convert_hint() -> str:

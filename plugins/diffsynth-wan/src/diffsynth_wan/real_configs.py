@@ -22,6 +22,7 @@ DITS = {
     "t2v-14b": WAN21_14B,
     "i2v": dict(WAN21_14B, in_channels=36, image_dim=1280, added_kv_proj_dim=5120),
     "ti2v": dict(num_attention_heads=24, ffn_dim=14336, num_layers=30, in_channels=48, out_channels=48),
+    "a14b": WAN21_14B,  # each expert; plan measures one (the step runs one expert at a time)
     "a14b-high": WAN21_14B,
     "a14b-low": WAN21_14B,
 }

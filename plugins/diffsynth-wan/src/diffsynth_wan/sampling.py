@@ -15,7 +15,7 @@ from diffsynth.plugin import (
 )
 
 from .inputs import CLIP_MEAN, CLIP_STD
-from .pipeline import WanModules
+from .pipeline import WanModules, boundary_ratio
 
 INPUT = "input_image"
 # diffusers' Wan default: UniPC on flow sigmas, shift 3.0 (480P: Wan2.1 T2V-1.3B, I2V-480P);
@@ -57,6 +57,8 @@ def diffusers_pipeline(pipe: WanModules, image_to_video: bool):
         tokenizer=pipe.tokenizer, text_encoder=pipe.modules["text_encoder"], vae=pipe.vae, scheduler=scheduler(pipe),
         transformer=pipe.dit, expand_timesteps=generation(pipe) == "wan2.2",
     )  # fmt: skip
+    if "dit_2" in pipe.modules:  # both A14B experts: the pipeline switches at the boundary, as Wan-AI's
+        common.update(transformer_2=pipe.modules["dit_2"], boundary_ratio=boundary_ratio(pipe.mode))
     if not image_to_video:
         return WanPipeline(**common)
     encoder = pipe.modules.get("image_encoder")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from diffsynth.plugin import CheckpointHeader
 from diffsynth.plugin import (
     ComponentSpec,
+    ExpertSpec,
     ExtraInputSpec,
     FamilySpec,
     PresetSpec,
@@ -111,6 +112,11 @@ FAMILY = FamilySpec(
             _sources(TI2V_REPO, VAE22_FILE), f"{TI2V_REPO}:{TOKENIZER_FOLDER}",
         ),
         VariantSpec(
+            "a14b", "Wan2.2 T2V A14B, both experts (high_noise_model/ first): train them in one run with --train_experts high,low",
+            (f"{A14B_REPO}:{A14B_EXPERTS[0]}/{DIT_FILES}", *_sources(A14B_REPO, VAE21_FILE, dit=f"{A14B_EXPERTS[1]}/{DIT_FILES}")),
+            f"{A14B_REPO}:{TOKENIZER_FOLDER}",
+        ),
+        VariantSpec(
             "a14b-high", f"Wan2.2 T2V A14B high-noise expert (train with --max_timestep_boundary {A14B_BOUNDARY})",
             _sources(A14B_REPO, VAE21_FILE, dit=f"{A14B_EXPERTS[0]}/{DIT_FILES}"), f"{A14B_REPO}:{TOKENIZER_FOLDER}",
         ),
@@ -143,4 +149,11 @@ FAMILY = FamilySpec(
     resolution_multiple=16,
     repeated_blocks=("blocks",),
     default_data_file_keys=("image", "video"),
+    # Wan2.2 A14B: the first DiT given is the high-noise expert, the second the low-noise one; the
+    # switch is diffusers' boundary_ratio (pipeline.expert_ranges). File names as ComfyUI's Wan2.2
+    # LoRAs and ai-toolkit's: <name>_high_noise.safetensors / <name>_low_noise.safetensors.
+    experts=(
+        ExpertSpec("high", "dit", "high-noise expert (high_noise_model/, diffusers' transformer)", "_high_noise"),
+        ExpertSpec("low", "dit_2", "low-noise expert (low_noise_model/, diffusers' transformer_2)", "_low_noise"),
+    ),
 )
