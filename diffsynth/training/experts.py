@@ -45,10 +45,11 @@ def check_train_experts(config: TrainConfig, family: FamilySpec) -> None:
     if not family.experts:
         raise UserError(f"{FLAG}: {family.name} has one denoiser, no timestep experts")
     known = [e.name for e in family.experts]
+    if not names:
+        raise UserError(f"{FLAG}: name the experts to train; {family.name}'s: {','.join(known)}")
     unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        shown = repr(unknown[0]) if unknown else "named"
-        raise UserError(f"{FLAG}: {family.name} has no expert {shown}; its experts: {','.join(known)}")
+    if unknown:
+        raise UserError(f"{FLAG}: {family.name} has no expert {unknown[0]!r}; its experts: {','.join(known)}")
     if sorted(set(names), key=known.index) != known:
         raise UserError(
             f"{FLAG} {config.train_experts}: name every expert ({','.join(known)}); to train one expert alone, "

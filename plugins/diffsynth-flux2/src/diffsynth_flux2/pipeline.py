@@ -1,0 +1,151 @@
+"""`load_pipeline`: the FLUX.2 modules and the Qwen tokenizer from identified files (diffusers
+folders or BFL's single transformer file)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from diffsynth.plugin import (
+    CheckpointGroup,
+    FamilyPipeline,
+    FlowMatchSchedule,
+    ModelFiles,
+    RunContext,
+    UserError,
+    build_module,
+    load_state_dict,
+)
+
+from . import original_format
+from .spec import KLEIN_4B
+
+# DiffSynth-Studio's FLUX.2 training schedule (FlowMatchScheduler("FLUX.2") in training mode):
+# exponential time shift with mu = 0.8 (inference uses the resolution-dependent empirical mu).
+SCHEDULE = FlowMatchSchedule(exponential_mu=0.8)
+COMPONENTS = ("dit", "text_encoder", "vae")
+
+
+@dataclass
+class Flux2Modules(FamilyPipeline):
+    """The loaded family: `modules` holds dit, text_encoder (Qwen3Model), vae."""
+
+    tokenizer: Any = None
+    #: the repo's model_index.json says the transformer is step-distilled (no CFG at inference)
+    is_distilled: bool = False
+
+    @property
+    def dit(self) -> torch.nn.Module:
+        return self.modules["dit"]
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        return self.modules["vae"]
+
+
+def load(models: ModelFiles, context: RunContext) -> Flux2Modules:
+    missing = [name for name in COMPONENTS if name not in models.components and context.needs(name)]
+    if missing:
+        raise UserError(f"flux2 needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
+    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
+    if models.tokenizer_path is None and encodes_text:
+        raise UserError(f"flux2 needs the Qwen tokenizer: pass --tokenizer_path (e.g. {KLEIN_4B}:tokenizer/)")
+    dtype = context.torch_dtype
+    loaders = {"dit": load_dit, "text_encoder": load_text_encoder, "vae": load_vae}
+    modules = {name: fn(models.components[name], dtype) for name, fn in loaders.items() if name in models.components}
+    tokenizer = None
+    if encodes_text:
+        from transformers import Qwen2TokenizerFast
+
+        tokenizer = Qwen2TokenizerFast.from_pretrained(str(models.tokenizer_path))
+    distilled = _is_distilled(models.components["dit"]) if "dit" in models.components else False
+    return Flux2Modules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, is_distilled=distilled)
+
+
+def _is_distilled(group: CheckpointGroup) -> bool:
+    """`is_distilled` of the model_index.json beside (BFL file) or above (transformer/) the files."""
+    for folder in (group.files[0].parent, group.files[0].parent.parent):
+        index = folder / "model_index.json"
+        if index.is_file():
+            return bool(json.loads(index.read_text()).get("is_distilled", False))
+    return False
+
+
+def dit_state(group: CheckpointGroup) -> dict[str, torch.Tensor]:
+    """The transformer's weights in diffusers keys, from BFL's single file or diffusers shards."""
+    state = load_state_dict(group)
+    return original_format.transformer_to_diffusers(state) if original_format.is_original(state) else state
+
+
+def _count(keys, prefix: str) -> int:
+    blocks = {int(m[1]) for k in keys if (m := re.match(rf"{re.escape(prefix)}\.(\d+)\.", k))}
+    return max(blocks) + 1 if blocks else 0
+
+
+def dit_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Flux2Transformer2DModel arguments: transformer/config.json, else read off the weights (a BFL
+    file has no config; RoPE splits a head in 4 equal axes and theta is 2000 in every FLUX.2)."""
+    from diffusers import Flux2Transformer2DModel
+
+    found = group.sibling_config()
+    if found and found.get("_class_name") == "Flux2Transformer2DModel":
+        return init_args(Flux2Transformer2DModel, found)
+    inner, in_channels = state["x_embedder.weight"].shape
+    head_dim = state["transformer_blocks.0.attn.norm_q.weight"].shape[0]
+    out_channels = state["proj_out.weight"].shape[0]
+    return dict(
+        patch_size=1,
+        in_channels=in_channels,
+        out_channels=None if out_channels == in_channels else out_channels,
+        num_layers=_count(state, "transformer_blocks"),
+        num_single_layers=_count(state, "single_transformer_blocks"),
+        attention_head_dim=head_dim,
+        num_attention_heads=inner // head_dim,
+        joint_attention_dim=state["context_embedder.weight"].shape[1],
+        timestep_guidance_channels=state["time_guidance_embed.timestep_embedder.linear_1.weight"].shape[1],
+        mlp_ratio=state["transformer_blocks.0.ff.linear_in.weight"].shape[0] / 2 / inner,
+        axes_dims_rope=(head_dim // 4,) * 4,
+        guidance_embeds="time_guidance_embed.guidance_embedder.linear_1.weight" in state,
+    )
+
+
+def init_args(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a diffusers config.json that `cls.__init__` takes."""
+    params = inspect.signature(cls.__init__).parameters
+    return {k: v for k, v in config.items() if k in params}
+
+
+def load_dit(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
+    from diffusers import Flux2Transformer2DModel
+
+    state = dit_state(group)
+    cfg = dit_config(group, state)
+    return build_module(lambda: Flux2Transformer2DModel(**cfg), state, group, dtype)
+
+
+def load_vae(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
+    from diffusers import AutoencoderKLFlux2
+
+    found = group.sibling_config()
+    if not found or found.get("_class_name") != "AutoencoderKLFlux2":
+        raise UserError(f"{group.source}: no AutoencoderKLFlux2 config.json next to the VAE weights; use the repo's vae/ folder")
+    cfg = init_args(AutoencoderKLFlux2, found)
+    return build_module(lambda: AutoencoderKLFlux2(**cfg), load_state_dict(group), group, dtype)
+
+
+def load_text_encoder(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
+    """Qwen3's decoder without the LM head (the pipelines only read hidden states): the files'
+    `model.*` keys, `lm_head.weight` (untied in Qwen3-8B) dropped."""
+    from transformers import Qwen3Config, Qwen3Model
+
+    found = group.sibling_config()
+    if not found:
+        raise UserError(f"{group.source}: no config.json next to the text encoder weights; use the repo's text_encoder/ folder")
+    cfg = Qwen3Config.from_dict(found)
+    state = {k.removeprefix("model."): v for k, v in load_state_dict(group).items() if k != "lm_head.weight"}
+    return build_module(lambda: Qwen3Model(cfg), state, group, dtype)

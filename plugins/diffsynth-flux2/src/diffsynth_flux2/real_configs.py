@@ -1,0 +1,80 @@
+"""The real FLUX.2 [klein] modules' configs (no download needed) and `plan_pipeline`'s meta builder.
+
+Values are those of the black-forest-labs/FLUX.2-klein-{4B,9B} config.json files, as diffusers'
+scripts/convert_flux2_to_diffusers.py writes them (base and distilled share them):
+- transformer: 128 input channels (32 latent channels x 2x2), heads of 128 with 4 RoPE axes of 32,
+  theta 2000, MLP ratio 3, no guidance embedding; 4B: 24 heads (3072 wide), 5 double + 20 single
+  blocks, text 7680 = 3 x 2560; 9B: 32 heads (4096 wide), 8 + 24 blocks, text 12288 = 3 x 4096.
+- text_encoder: Qwen3-4B (2560 wide, 36 layers, 32 heads / 8 KV heads of 128, MLP 9728, tied
+  embeddings) and Qwen3-8B (4096 wide, 36 layers, MLP 12288, untied), vocabulary 151936.
+- vae: AutoencoderKLFlux2's defaults (128/256/512/512 channels, 2 layers per block, 32 latent
+  channels, quant convs, latent batch norm over 128 = 32 x 2x2 channels).
+When the model files are present under `$DIFFSYNTH_MODEL_BASE_PATH/<repo>/` (diffusers layout),
+their config.json is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .spec import FAMILY
+
+_DIT_COMMON = dict(
+    patch_size=1, in_channels=128, attention_head_dim=128, timestep_guidance_channels=256, mlp_ratio=3.0,
+    axes_dims_rope=(32, 32, 32, 32), rope_theta=2000, eps=1e-6, guidance_embeds=False,
+)  # fmt: skip
+DIT = {
+    "4b": dict(_DIT_COMMON, num_layers=5, num_single_layers=20, num_attention_heads=24, joint_attention_dim=7680),
+    "9b": dict(_DIT_COMMON, num_layers=8, num_single_layers=24, num_attention_heads=32, joint_attention_dim=12288),
+}
+_QWEN3_COMMON = dict(
+    vocab_size=151936, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+    max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6, hidden_act="silu",
+    bos_token_id=151643, eos_token_id=151645,
+)  # fmt: skip
+TEXT = {
+    "4b": dict(_QWEN3_COMMON, hidden_size=2560, intermediate_size=9728, tie_word_embeddings=True),
+    "9b": dict(_QWEN3_COMMON, hidden_size=4096, intermediate_size=12288, tie_word_embeddings=False),
+}
+VAE: dict[str, Any] = {}  # AutoencoderKLFlux2's defaults are the real model's
+
+
+def _local_config(source: str, folder: str) -> dict[str, Any] | None:
+    repo = source.partition(":")[0]
+    path = Path(os.environ.get("DIFFSYNTH_MODEL_BASE_PATH", "models")) / repo / folder / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def plan_pipeline(variant: str | None, context):
+    """Real-size dit, Qwen3 and vae on the meta device; the tiny tokenizer padding every prompt
+    to the pipelines' 512 tokens."""
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    from diffsynth.plugin import UserError, empty_module
+
+    from .inputs import MAX_LENGTH
+    from .pipeline import SCHEDULE, Flux2Modules, init_args
+    from .tiny import build_tokenizer
+
+    variants = {v.name: v for v in FAMILY.variants}
+    chosen = variants.get(variant or FAMILY.variants[0].name)
+    if chosen is None:
+        raise UserError(f"flux2 plan: unknown variant {variant!r} ({', '.join(variants)})")
+    size = "9b" if "9b" in chosen.name else "4b"
+    text_source, dit_source, vae_source = chosen.model_sources
+    dtype = context.torch_dtype
+    dit_cfg = init_args(Flux2Transformer2DModel, _local_config(dit_source, "transformer") or DIT[size])
+    vae_cfg = init_args(AutoencoderKLFlux2, _local_config(vae_source, "vae") or VAE)
+    text_cfg = Qwen3Config.from_dict(_local_config(text_source, "text_encoder") or TEXT[size])
+    modules = {
+        "dit": empty_module(lambda: Flux2Transformer2DModel(**dit_cfg), dtype),
+        "text_encoder": empty_module(lambda: Qwen3Model(text_cfg), dtype),
+        "vae": empty_module(lambda: AutoencoderKLFlux2(**vae_cfg), dtype),
+    }
+    tokenizer = build_tokenizer()
+    tokenizer.model_max_length = MAX_LENGTH
+    return Flux2Modules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer)

@@ -1,0 +1,89 @@
+"""Training inputs are what diffusers' Flux2KleinPipeline feeds the transformer: the same prompt
+embeddings and text ids, normalised patchified latents and ids, reference tokens and their ids,
+and the same transformer call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import config, model_files, pixels, sample
+from diffsynth_flux2.inputs import pack, predict, preprocess, unpack
+from diffsynth_flux2.pipeline import load
+from diffsynth_flux2.spec import EDIT
+from diffsynth_flux2.tiny import TINY_MAX_LENGTH
+
+from diffsynth.errors import UserError
+from diffsynth.types import Sample
+
+
+@pytest.fixture(scope="module")
+def pipe(model_base):
+    return load(model_files(model_base), config(edit=True))
+
+
+@pytest.fixture(scope="module")
+def diffusers_pipe(tiny_dir):
+    from diffusers import Flux2KleinPipeline
+
+    return Flux2KleinPipeline.from_pretrained(tiny_dir)
+
+
+def test_inputs_match_flux2_klein_pipeline(pipe, diffusers_pipe):
+    s = sample()
+    inputs = preprocess(pipe, s, config())
+    embeds, text_ids = diffusers_pipe.encode_prompt(s.prompt, max_sequence_length=TINY_MAX_LENGTH)
+    cond = inputs.conditioning
+    torch.testing.assert_close(cond.prompt_embeds, embeds)
+    torch.testing.assert_close(cond.text_ids, text_ids[0])
+    image_latents = diffusers_pipe._encode_vae_image(pixels(s.fields["image"]), None)  # (1, 128, 2, 2)
+    torch.testing.assert_close(inputs.latents, diffusers_pipe._pack_latents(image_latents))
+    torch.testing.assert_close(unpack(inputs.latents, 2, 2), image_latents)
+    torch.testing.assert_close(cond.image_ids, diffusers_pipe._prepare_latent_ids(image_latents)[0])
+    assert cond.reference_latents is None and inputs.latents.shape == (1, 4, 128)
+
+
+def test_reference_images_are_the_pipelines_condition_tokens(pipe, diffusers_pipe):
+    """Two references (64x64, 80x64): their tokens follow the target's with t = 10, 20, as
+    Flux2KleinPipeline.prepare_image_latents builds them from its own image processor."""
+    s = sample(references=2)
+    inputs = preprocess(pipe, s, config(edit=True))
+    cond = inputs.conditioning
+    processed = [diffusers_pipe.image_processor.preprocess(img, height=img.height, width=img.width, resize_mode="crop")
+                 for img in s.fields[EDIT]]  # fmt: skip
+    latents, ids = diffusers_pipe.prepare_image_latents(processed, 1, None, "cpu", torch.float32)
+    torch.testing.assert_close(cond.reference_latents, latents)
+    assert cond.image_ids.shape == (4 + 16 + 20, 4)
+    torch.testing.assert_close(cond.image_ids[4:], ids[0])
+    assert sorted(set(cond.image_ids[:, 0].tolist())) == [0, 10, 20]
+    seen = []
+    hook = pipe.dit.x_embedder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            out = predict(pipe, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
+    finally:
+        hook.remove()
+    assert seen == [4 + 16 + 20] and out.shape == inputs.latents.shape
+
+
+def test_prediction_is_the_pipelines_transformer_call(pipe, diffusers_pipe):
+    inputs = preprocess(pipe, sample(), config())
+    cond = inputs.conditioning
+    noisy = torch.randn_like(inputs.latents)
+    with torch.no_grad():
+        ours = predict(pipe, inputs, noisy, torch.tensor([0.7]))
+        t = torch.tensor([700.0])  # the pipeline's timestep on the 0..1000 scale, passed as t / 1000
+        theirs = diffusers_pipe.transformer(
+            hidden_states=noisy, timestep=t / 1000, guidance=None, encoder_hidden_states=cond.prompt_embeds,
+            txt_ids=cond.text_ids[None], img_ids=cond.image_ids[None], return_dict=False,
+        )[0]  # fmt: skip
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_pack_is_the_pipelines(diffusers_pipe):
+    x = torch.randn(1, 128, 3, 2)
+    torch.testing.assert_close(pack(x), diffusers_pipe._pack_latents(x))
+
+
+def test_missing_reference_column_names_it(pipe):
+    with pytest.raises(UserError, match=f"column '{EDIT}'"):
+        preprocess(pipe, Sample(index=3, fields={"image": sample().fields["image"], "prompt": "x"}), config(edit=True))
