@@ -139,8 +139,8 @@ class TrainConfig:
     )
     train_experts: str | None = opt(
         None,
-        "Train several timestep experts in one run (e.g. high,low for Wan2.2 A14B with both expert DiTs loaded): "
-        "a LoRA on each; each sample trains the expert that owns its drawn timestep, as inference splits them.",
+        "Train every timestep expert of a model that has several (e.g. high,low; `models info FAMILY`) in one run, "
+        "a LoRA on each: each sample trains the expert owning its drawn timestep, as inference splits them.",
         TRAINING,
     )
     dtype: str = opt("auto", "Weight/compute dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16.", TRAINING)
