@@ -17,6 +17,8 @@ import torch
 
 from diffsynth.plugin import UserError
 
+from .spec import ORIGINAL_DOUBLE_BLOCK, ORIGINAL_SINGLE_BLOCK
+
 #: ComfyUI saves the transformer under this prefix
 COMFY_PREFIX = "model.diffusion_model."
 
@@ -52,21 +54,10 @@ def linear_maps(num_double: int, num_single: int, guidance: bool) -> list[Module
         top["guidance_in.out_layer"] = "time_guidance_embed.guidance_embedder.linear_2"
     maps = [ModuleMap(o, (d,)) for o, d in top.items()]
     maps.append(ModuleMap("final_layer.adaLN_modulation.1", ("norm_out.linear",), swap_halves=True))
-    double = {
-        "img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
-        "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
-        "img_attn.proj": ("attn.to_out.0",),
-        "txt_attn.proj": ("attn.to_add_out",),
-        "img_mlp.0": ("ff.linear_in",),
-        "img_mlp.2": ("ff.linear_out",),
-        "txt_mlp.0": ("ff_context.linear_in",),
-        "txt_mlp.2": ("ff_context.linear_out",),
-    }
-    single = {"linear1": ("attn.to_qkv_mlp_proj",), "linear2": ("attn.to_out",)}
     for i in range(num_double):
-        maps += [ModuleMap(f"double_blocks.{i}.{o}", tuple(f"transformer_blocks.{i}.{p}" for p in d)) for o, d in double.items()]
+        maps += [ModuleMap(f"double_blocks.{i}.{o}", tuple(f"transformer_blocks.{i}.{p}" for p in d)) for o, d in ORIGINAL_DOUBLE_BLOCK.items()]
     for i in range(num_single):
-        maps += [ModuleMap(f"single_blocks.{i}.{o}", tuple(f"single_transformer_blocks.{i}.{p}" for p in d)) for o, d in single.items()]
+        maps += [ModuleMap(f"single_blocks.{i}.{o}", tuple(f"single_transformer_blocks.{i}.{p}" for p in d)) for o, d in ORIGINAL_SINGLE_BLOCK.items()]
     return maps
 
 

@@ -26,16 +26,21 @@ ORIGINAL_FILES = {
 }
 EDIT = "edit_image"
 
+# The single blocks' fused output Linear, one name per block: a bare `attn.to_out` suffix would also
+# name the double blocks' `attn.to_out` ModuleList, which peft cannot wrap. DiffSynth-Studio's
+# commands list them so; 48 covers every FLUX.2 (names past a model's last block match nothing).
+SINGLE_BLOCK_OUTPUTS = tuple(f"single_transformer_blocks.{i}.attn.to_out" for i in range(48))
 # DiffSynth-Studio's FLUX.2 LoRA targets (examples/flux2/model_training/lora/*.sh), in diffusers
 # module names: every attention and MLP projection of both block kinds.
 DEFAULT_LORA_TARGETS = (
     "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0", "attn.add_q_proj", "attn.add_k_proj",
     "attn.add_v_proj", "attn.to_add_out", "ff.linear_in", "ff.linear_out", "ff_context.linear_in",
-    "ff_context.linear_out", "attn.to_qkv_mlp_proj", "attn.to_out",
+    "ff_context.linear_out", "attn.to_qkv_mlp_proj", *SINGLE_BLOCK_OUTPUTS,
 )  # fmt: skip
 
-# Black Forest Labs' original names (the single .safetensors, ComfyUI) -> diffusers suffixes.
-LORA_TARGET_ALIASES: dict[str, tuple[str, ...]] = {
+# Black Forest Labs' original Linear names (the single .safetensors, ComfyUI) in a double / single
+# block -> the diffusers modules whose rows they stack (original_format.py maps whole files by them).
+ORIGINAL_DOUBLE_BLOCK = {
     "img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
     "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
     "img_attn.proj": ("attn.to_out.0",),
@@ -44,10 +49,9 @@ LORA_TARGET_ALIASES: dict[str, tuple[str, ...]] = {
     "img_mlp.2": ("ff.linear_out",),
     "txt_mlp.0": ("ff_context.linear_in",),
     "txt_mlp.2": ("ff_context.linear_out",),
-    "linear1": ("attn.to_qkv_mlp_proj",),
-    # suffix matching: `attn.to_out` is the single blocks' output only (double blocks: `attn.to_out.0`)
-    "linear2": ("attn.to_out",),
 }
+ORIGINAL_SINGLE_BLOCK = {"linear1": ("attn.to_qkv_mlp_proj",), "linear2": ("attn.to_out",)}
+LORA_TARGET_ALIASES: dict[str, tuple[str, ...]] = {**ORIGINAL_DOUBLE_BLOCK, **ORIGINAL_SINGLE_BLOCK, "linear2": SINGLE_BLOCK_OUTPUTS}
 
 
 def is_dit(header: CheckpointHeader) -> bool:
