@@ -6,11 +6,12 @@ decodes every file, so it finds empty, truncated and unreadable images too.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diffsynth.data.dataset import DatasetOptions, check_swallowed_rows, text_columns, text_problem
+from diffsynth.data.dataset import DatasetOptions, check_swallowed_rows, row_files, text_columns, text_problem
 from diffsynth.data.media import load_image, target_size
 from diffsynth.data.metadata import read_metadata
 from diffsynth.data.video import is_video_column, is_video_file, load_frames
@@ -64,7 +65,7 @@ def check_dataset(options: DatasetOptions) -> DatasetReport:
     report = DatasetReport(table.path, len(table), table.columns, options.file_keys)
     seen: dict[tuple, int] = {}
     for row_index, row in enumerate(table.rows):
-        key = tuple(row)
+        key = tuple(json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v for v in row)  # JSON lists: hashable
         if key in seen:
             report.duplicates.append((row_index, seen[key]))
         else:
@@ -80,16 +81,22 @@ def check_dataset(options: DatasetOptions) -> DatasetReport:
             if value in (None, ""):
                 report.problems.append(RowProblem(row_index, column, "empty, expected a file path"))
                 continue
-            path = options.base_path / str(value)
             try:
-                video = is_video_column(column) or is_video_file(path)
-                loaded = load_frames(path, options.num_frames) if video else load_image(path)
+                files = row_files(value, table.path, row_index, column)
             except UserError as exc:
                 report.problems.append(RowProblem(row_index, column, str(exc)))
                 continue
-            image = loaded[0] if video else loaded
-            if first is None:
-                first = image.size
+            for file in files:
+                path = options.base_path / file
+                try:
+                    video = is_video_column(column) or is_video_file(path)
+                    loaded = load_frames(path, options.num_frames) if video else load_image(path)
+                except UserError as exc:
+                    report.problems.append(RowProblem(row_index, column, str(exc)))
+                    continue
+                image = loaded[0] if video else loaded
+                if first is None:
+                    first = image.size
         if first is not None:
             report.sizes[first] += 1
             target = target_size(

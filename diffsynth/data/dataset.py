@@ -3,6 +3,7 @@ videos (lists of frames)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -186,10 +187,9 @@ def _check_files_exist(table: MetadataTable, options: DatasetOptions) -> None:
     names_by_folder: dict[str, set[str]] = defaultdict(set)
     for key in options.file_keys:
         for row, value in enumerate(table.column(key)):
-            if value is None or value == "":
-                raise UserError(f"{table.path} row {row + 1}: column '{key}' is empty, expected a file path")
-            folder, _, name = str(value).rpartition("/")
-            names_by_folder[folder].add(name)
+            for path in row_files(value, table.path, row, key):
+                folder, _, name = path.rpartition("/")
+                names_by_folder[folder].add(name)
     missing: set[str] = set()  # values as written in the metadata
     for folder, names in names_by_folder.items():
         try:
@@ -205,16 +205,33 @@ def _check_files_exist(table: MetadataTable, options: DatasetOptions) -> None:
     first, count, total = None, 0, 0
     for key in options.file_keys:
         for row, value in enumerate(table.column(key)):
-            total += 1
-            if str(value) in missing:
-                count += 1
-                if first is None or row < first[0]:
-                    first = (row, key, str(value))
+            for path in row_files(value, table.path, row, key):
+                total += 1
+                if path in missing:
+                    count += 1
+                    if first is None or row < first[0]:
+                        first = (row, key, path)
     row, key, value = first  # type: ignore[misc]
     raise UserError(
         f"{table.path} row {row + 1}: file '{value}' (column '{key}') not found under "
         f"--dataset_base_path {options.base_path}; {count} of {total} files are missing"
     )
+
+
+def row_files(value: Any, table_path: Path, row: int, key: str) -> list[str]:
+    """The file path(s) in one row's file column: a path, or a list of paths (JSON/JSONL
+    metadata; several images in one column, e.g. an edit's reference pictures)."""
+    where = f"{table_path} row {row + 1}: column '{key}'"
+    if not isinstance(value, list):
+        value = [value]
+    elif not value:
+        raise UserError(f"{where} is an empty list, expected file paths")
+    for item in value:
+        if item is None or item == "":
+            raise UserError(f"{where} is empty, expected a file path")
+        if isinstance(item, (list, dict, bool)):
+            raise UserError(f"{where}: {json.dumps(item)[:60]} is not a file path (a path, or a list of paths)")
+    return [str(item) for item in value]
 
 
 class TrainingDataset(torch.utils.data.Dataset):
@@ -223,7 +240,10 @@ class TrainingDataset(torch.utils.data.Dataset):
     Every `file_keys` column is loaded and fitted to one size per row: the size computed from the
     first file key's (first frame's) image, so paired images (e.g. an edit's source and target)
     stay aligned. A video file, or any file in a `video`/`*_video` column, becomes a list of
-    frames (`--num_frames`); other files a PIL image.
+    frames (`--num_frames`); other files a PIL image. A column holding a list of paths (JSON or
+    JSONL metadata) becomes a list of those, in order, each fitted to its own size (its aspect
+    ratio under `--max_pixels`, or `--height/--width`) as DiffSynth-Studio loads list columns:
+    they are separate pictures (reference images), not aligned to the row's.
     """
 
     def __init__(self, options: DatasetOptions, table: MetadataTable | None = None, rows: range | None = None) -> None:
@@ -247,7 +267,7 @@ class TrainingDataset(torch.utils.data.Dataset):
             height, width = self.options.fixed_size
             return width, height
         key = self.options.file_keys[0]
-        path = self.options.base_path / str(self.table.row(row)[key])
+        path = self.options.base_path / row_files(self.table.row(row)[key], self.table.path, row, key)[0]
         try:
             if is_video_file(path):  # a still image in a video column is a 1-frame clip
                 width, height = video_frame_size(path)
@@ -269,25 +289,29 @@ class TrainingDataset(torch.utils.data.Dataset):
         size = None
         for key in self.options.file_keys:
             value = fields[key]
-            if value is None or value == "":
-                raise UserError(f"{self.table.path} row {row + 1}: column '{key}' is empty, expected a file path")
-            path = self.options.base_path / str(value)
-            try:
-                video = is_video_column(key) or is_video_file(path)
-                loaded = load_frames(path, self.options.num_frames) if video else load_image(path)
-            except UserError as e:
-                raise UserError(f"{self.table.path} row {row + 1}, column '{key}': {e}") from None
-            img = loaded[0] if video else loaded
-            if size is None:
-                size = target_size(
-                    img.width,
-                    img.height,
-                    fixed=self.options.fixed_size,
-                    max_pixels=self.options.max_pixels,
-                    multiple=self.options.multiple,
-                )
-            fields[key] = [resize_and_crop(f, *size) for f in loaded] if video else resize_and_crop(img, *size)
+            items = []
+            for file in row_files(value, self.table.path, row, key):
+                loaded, first = self._load(self.options.base_path / file, row, key)
+                own = self._fit_size(first)
+                size = size or own  # the row's size: its first file's
+                fit = own if isinstance(value, list) else size
+                items.append([resize_and_crop(f, *fit) for f in loaded] if isinstance(loaded, list) else resize_and_crop(loaded, *fit))
+            fields[key] = items if isinstance(value, list) else items[0]
         return Sample(index=row, fields=fields)
+
+    def _load(self, path: Path, row: int, key: str) -> tuple[Any, Any]:
+        """(a PIL image or a video's frames, the image that sizes it)."""
+        try:
+            video = is_video_column(key) or is_video_file(path)
+            loaded = load_frames(path, self.options.num_frames) if video else load_image(path)
+        except UserError as e:
+            raise UserError(f"{self.table.path} row {row + 1}, column '{key}': {e}") from None
+        return loaded, loaded[0] if video else loaded
+
+    def _fit_size(self, image: Any) -> tuple[int, int]:
+        return target_size(
+            image.width, image.height, fixed=self.options.fixed_size, max_pixels=self.options.max_pixels, multiple=self.options.multiple
+        )
 
 
 def held_out_split(dataset: TrainingDataset, fraction: float) -> tuple[TrainingDataset, TrainingDataset]:

@@ -23,11 +23,21 @@ from diffsynth.testing.contract import offline_files, offline_model_files
 from diffsynth.types import ModelFiles, Sample
 
 
+#: every variant's transformer repo and the preset `models init` writes there
+REPOS = {
+    "Qwen/Qwen-Image": "tiny",
+    "Qwen/Qwen-Image-Edit": "tiny-edit",
+    "Qwen/Qwen-Image-2512": "tiny-2512",
+    "Qwen/Qwen-Image-Edit-2509": "tiny-edit-2509",
+    "Qwen/Qwen-Image-Edit-2511": "tiny-edit-2511",
+}
+
+
 @pytest.fixture(scope="session")
 def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
-    write_preset("tiny", base / "Qwen" / "Qwen-Image", 0)
-    write_preset("tiny-edit", base / "Qwen" / "Qwen-Image-Edit", 0)
+    for repo, preset in REPOS.items():
+        write_preset(preset, base / repo, 0)
     return base
 
 
@@ -48,9 +58,10 @@ def model_files(base: Path, variant: str) -> ModelFiles:
     return offline_model_files(FAMILY, base, variant)
 
 
-def config(edit: bool = False) -> RunContext:
+def config(edit: bool = False, zero_cond_t: bool = False) -> RunContext:
     """What the family's hooks get for a run with these flags."""
-    return RunContext.for_run(TrainConfig(dtype="fp32", extra_inputs="edit_image" if edit else None, family=NAME))
+    run = TrainConfig(dtype="fp32", extra_inputs="edit_image" if edit else None, family=NAME)
+    return RunContext.for_run(run, FAMILY.options_value({"zero_cond_t": zero_cond_t}))
 
 
 def image(seed: int, width: int = 32, height: int = 32) -> Image.Image:

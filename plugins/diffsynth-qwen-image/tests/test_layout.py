@@ -51,10 +51,10 @@ def test_seed_patterns_match(model_base):
 
 
 def test_detectors(model_base):
-    for variant, expected in (("qwen-image", ["dit", "text_encoder", "vae"]), ("edit", ["dit", "text_encoder", "vae"])):
-        spec = FAMILY.variant(variant)
+    assert [v.name for v in FAMILY.variants] == ["qwen-image", "edit", "2512", "edit-2509", "edit-2511"]
+    for spec in FAMILY.variants:
         found = [identify(FAMILY, *resolve(model_base, s)).component for s in spec.model_sources]
-        assert found == expected
+        assert found == ["dit", "text_encoder", "vae"], spec.name
 
 
 def test_diffusers_loads_folders(tiny_dir, tiny_edit_dir):

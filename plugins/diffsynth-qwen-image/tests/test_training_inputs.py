@@ -99,9 +99,9 @@ def test_edit_inputs_and_flow(hooks, t2i, edit, tiny_edit_dir):
     cond = inputs.conditioning
     assert inputs.latents.shape == plain.latents.shape
     assert cond.edit_latents is not None and torch.isfinite(cond.edit_latents).all()
-    assert cond.img_shapes(1) == [[(1, 2, 2), cond.edit_shape]]
+    assert len(cond.edit_shapes) == 1 and cond.img_shapes(1) == [[(1, 2, 2), *cond.edit_shapes]]
     # 48x32 edit image at the 32x32 target's area -> 32x32 (rounded to 32) -> 2x2 tokens
-    assert cond.edit_latents.shape == (1, cond.edit_shape[1] * cond.edit_shape[2], 64)
+    assert cond.edit_latents.shape == (1, cond.edit_shapes[0][1] * cond.edit_shapes[0][2], 64)
 
     ref = QwenImageEditPipeline.from_pretrained(tiny_edit_dir, processor=edit.processor)
     edit_image = resize_edit_image(sample(edit=True).fields["edit_image"], 32 * 32)

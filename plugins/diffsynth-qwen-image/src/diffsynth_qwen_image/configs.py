@@ -4,11 +4,13 @@ the tensor shapes in the header; plus the text encoder's saved -> in-memory key 
 from __future__ import annotations
 
 import inspect
+import json
+from pathlib import Path
 from typing import Any
 
 from diffsynth.plugin import UserError
 from diffsynth.plugin import CheckpointHeader
-from diffsynth.plugin import CheckpointGroup
+from diffsynth.plugin import CheckpointGroup, ModelFiles
 
 
 def dit_config(group: CheckpointGroup) -> dict[str, Any]:
@@ -47,6 +49,32 @@ def rope_axes(head_dim: int) -> tuple[int, int, int]:
         frames += 2
     side = (head_dim - frames) // 2
     return (frames, side, side)
+
+
+#: model_index.json's pipeline class of Qwen-Image-Edit-2509 and -2511
+EDIT_PLUS_PIPELINE = "QwenImageEditPlusPipeline"
+
+
+def repo_pipeline_class(folder: Path | None) -> str | None:
+    """`_class_name` of the model_index.json of the repo that `folder` (its transformer/ or
+    processor/ folder, diffusers layout) belongs to, or None (a bare file, no model_index.json)."""
+    if folder is None or not (folder / "config.json").is_file() and not (folder / "preprocessor_config.json").is_file():
+        return None
+    index = folder.parent / "model_index.json"
+    return json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+
+
+def is_edit_plus(models: ModelFiles, zero_cond_t: bool) -> bool:
+    """Whether the run's Edit model is an Edit Plus one (2509/2511: several references, the
+    "Picture N:" prompt): its repo's model_index.json (next to the DiT, else to the processor when
+    the DiT is not loaded, as in an encoder-cache run) names QwenImageEditPlusPipeline, or the DiT
+    uses zero_cond_t (2511). A bare DiT file cannot tell: a list-valued edit_image column also
+    selects Edit Plus (DiffSynth-Studio's rule)."""
+    if zero_cond_t:
+        return True
+    dit = models.components.get("dit")
+    folder = dit.files[0].parent if dit is not None else models.processor_path
+    return repo_pipeline_class(Path(folder) if folder is not None else None) == EDIT_PLUS_PIPELINE
 
 
 def vae_config(group: CheckpointGroup) -> dict[str, Any]:

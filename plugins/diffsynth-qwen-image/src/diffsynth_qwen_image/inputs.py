@@ -1,5 +1,7 @@
-"""Training inputs as diffusers' QwenImagePipeline / QwenImageEditPipeline build them, and the
-DiT call they make: prompt embeddings, packed VAE latents, img_shapes, timestep = sigma."""
+"""Training inputs as diffusers' QwenImagePipeline / QwenImageEditPipeline /
+QwenImageEditPlusPipeline build them, and the DiT call they make: prompt embeddings, packed VAE
+latents (the references' after the noisy ones), img_shapes, timestep = sigma. zero_cond_t
+(Edit-2511) lives in the DiT's config: diffusers' transformer applies it from img_shapes."""
 
 from __future__ import annotations
 
@@ -14,8 +16,12 @@ from diffsynth.plugin import RunContext, Sample, TrainingInputs, UserError
 
 from .pipeline import QwenImageModules
 from .prompts import (
+    CONDITION_IMAGE_SIZE,
     EDIT_DROP,
+    EDIT_PLUS_DROP,
+    EDIT_PLUS_TEMPLATE,
     EDIT_TEMPLATE,
+    PICTURE_TEMPLATE,
     T2I_DROP,
     T2I_TEMPLATE,
     TOKENIZER_MAX_LENGTH,
@@ -33,28 +39,33 @@ class QwenImageConditioning:
     prompt_mask: torch.Tensor  # (B, L) 1 = token
     #: (frames, rows, cols) of the packed image grid: one entry per image in the sequence
     image_shape: tuple[int, int, int]
-    edit_latents: torch.Tensor | None = None  # (B, N_edit, C*4) packed, clean
-    edit_shape: tuple[int, int, int] | None = None
+    edit_latents: torch.Tensor | None = None  # (B, N_edit, C*4) packed, clean: every reference, in order
+    edit_shapes: tuple[tuple[int, int, int], ...] = ()  # one grid per reference image
 
     def img_shapes(self, batch: int) -> list[list[tuple[int, int, int]]]:
-        shapes = [self.image_shape] + ([self.edit_shape] if self.edit_shape is not None else [])
-        return [shapes] * batch
+        return [[self.image_shape, *self.edit_shapes]] * batch
 
 
 def preprocess(pipe: QwenImageModules, sample: Sample, context: RunContext) -> TrainingInputs:
     image = _field_image(sample, "image")
     latents = encode_image(pipe, image)
     image_shape = (1, latents.shape[-2] // PATCH, latents.shape[-1] // PATCH)
-    if "edit_image" in context.extra_inputs:
-        edit = resize_edit_image(_field_image(sample, "edit_image"), image.width * image.height)
-        edit_latents = encode_image(pipe, edit)
-        embeds, mask = encode_prompt_edit(pipe, sample.prompt, edit)
-        conditioning = QwenImageConditioning(
-            embeds, mask, image_shape, pack(edit_latents), (1, edit_latents.shape[-2] // PATCH, edit_latents.shape[-1] // PATCH)
-        )
-    else:
+    if "edit_image" not in context.extra_inputs:
         embeds, mask = encode_prompt(pipe, sample.prompt)
-        conditioning = QwenImageConditioning(embeds, mask, image_shape)
+        return TrainingInputs(latents=pack(latents), conditioning=QwenImageConditioning(embeds, mask, image_shape))
+    references = _field_images(sample, "edit_image")
+    plus = pipe.edit_plus or isinstance(sample.fields["edit_image"], list)
+    vae_images = [resize_edit_image(r, image.width * image.height) for r in references]
+    if plus:  # QwenImageEditPlusPipeline: each reference at 384^2 for the text encoder
+        embeds, mask = encode_prompt_edit_plus(pipe, sample.prompt, [resize_edit_image(r, CONDITION_IMAGE_SIZE) for r in references])
+    else:
+        embeds, mask = encode_prompt_edit(pipe, sample.prompt, vae_images[0])
+    encoded = [encode_image(pipe, v) for v in vae_images]
+    conditioning = QwenImageConditioning(
+        embeds, mask, image_shape,
+        edit_latents=torch.cat([pack(e) for e in encoded], dim=1),
+        edit_shapes=tuple((1, e.shape[-2] // PATCH, e.shape[-1] // PATCH) for e in encoded),
+    )  # fmt: skip
     return TrainingInputs(latents=pack(latents), conditioning=conditioning)
 
 
@@ -114,10 +125,21 @@ def encode_prompt(pipe: QwenImageModules, prompt: str) -> tuple[torch.Tensor, to
 
 
 def encode_prompt_edit(pipe: QwenImageModules, prompt: str, edit: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs = pipe.processor(text=[EDIT_TEMPLATE.format(prompt)], images=edit, padding=True, return_tensors="pt")
+    return _encode_with_images(pipe, EDIT_DROP, EDIT_TEMPLATE.format(prompt), edit)
+
+
+def encode_prompt_edit_plus(pipe: QwenImageModules, prompt: str, references: list[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+    """QwenImageEditPlusPipeline._get_qwen_prompt_embeds: "Picture N: <vision>" per reference."""
+    pictures = "".join(PICTURE_TEMPLATE.format(i + 1) for i in range(len(references)))
+    return _encode_with_images(pipe, EDIT_PLUS_DROP, EDIT_PLUS_TEMPLATE.format(pictures + prompt), references)
+
+
+def _encode_with_images(pipe: QwenImageModules, drop: int, text: str, images) -> tuple[torch.Tensor, torch.Tensor]:
+    """The processor's tokens + pixels of `text` with its images, through the text encoder."""
+    inputs = pipe.processor(text=[text], images=images, padding=True, return_tensors="pt")
     return _last_hidden(
         pipe,
-        EDIT_DROP,
+        drop,
         inputs["input_ids"],
         inputs["attention_mask"],
         pixel_values=inputs["pixel_values"].to(pipe.device, pipe.dtype),
@@ -142,8 +164,9 @@ def _last_hidden(pipe: QwenImageModules, drop: int, input_ids, attention_mask, *
 
 def resize_edit_image(image: Image.Image, target_area: int) -> Image.Image:
     """diffusers' `calculate_dimensions`: keep the edit image's aspect ratio at `target_area`
-    pixels, sides rounded to 32. (The pipeline uses 1024*1024; we use the training image's area
-    so small-resolution training stays small; at 1024x1024 the two agree.)"""
+    pixels, sides rounded to 32, Lanczos. For the VAE the pipelines use 1024*1024; we use the
+    training image's area so small-resolution training stays small (at 1024x1024 the two agree);
+    for the Edit Plus text encoder, 384*384 as the pipeline does."""
     ratio = image.width / image.height
     width = math.sqrt(target_area * ratio)
     height = width / ratio
@@ -151,6 +174,17 @@ def resize_edit_image(image: Image.Image, target_area: int) -> Image.Image:
     if (width, height) == image.size:
         return image
     return image.resize((width, height), Image.LANCZOS)
+
+
+def _field_images(sample: Sample, name: str) -> list[Image.Image]:
+    """A column's image, or its list of images (a JSON list of paths in the metadata)."""
+    value = sample.fields.get(name)
+    images = value if isinstance(value, list) else [value]
+    if not images or not all(isinstance(i, Image.Image) for i in images):
+        raise UserError(
+            f"sample {sample.index}: column {name!r} must be an image file or a list of image files (add it to --data_file_keys)"
+        )
+    return images
 
 
 def _field_image(sample: Sample, name: str) -> Image.Image:

@@ -23,6 +23,8 @@ class QwenImageModules(FamilyPipeline):
     tokenizer: Any = None
     #: Edit only: turns (template, edit image) into text-encoder inputs.
     processor: Any = None
+    #: Edit Plus (2509/2511): references shown as "Picture N:" at the pipeline's condition size.
+    edit_plus: bool = False
 
     @property
     def dit(self) -> torch.nn.Module:
@@ -51,8 +53,11 @@ def load(models: ModelFiles, context: RunContext) -> QwenImageModules:
             "(e.g. Qwen/Qwen-Image-Edit:processor/)"
         )
     dtype = context.torch_dtype
-    loaders = {"dit": load_dit, "text_encoder": load_text_encoder, "vae": load_vae}
-    modules = {name: load(models, dtype) for name, load in loaders.items() if name in models.components}
+    zero_cond_t = bool(getattr(context.options, "zero_cond_t", False))
+    modules = {name: load(models, dtype) for name, load in (("text_encoder", load_text_encoder), ("vae", load_vae)) if name in models.components}
+    if "dit" in models.components:
+        modules = {"dit": load_dit(models, dtype, zero_cond_t), **modules}
+        zero_cond_t = bool(modules["dit"].config.zero_cond_t)
     from transformers import Qwen2Tokenizer
 
     tokenizer = Qwen2Tokenizer.from_pretrained(str(models.tokenizer_path)) if encodes_text else None
@@ -61,14 +66,21 @@ def load(models: ModelFiles, context: RunContext) -> QwenImageModules:
         from .processor import ImageTextProcessor
 
         processor = ImageTextProcessor.load(models.processor_path)
-    return QwenImageModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, processor=processor)
+    return QwenImageModules(
+        modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, processor=processor,
+        edit_plus=edit and configs.is_edit_plus(models, zero_cond_t),
+    )
 
 
-def load_dit(models: ModelFiles, dtype: torch.dtype) -> torch.nn.Module:
+def load_dit(models: ModelFiles, dtype: torch.dtype, zero_cond_t: bool = False) -> torch.nn.Module:
+    """The DiT; `zero_cond_t` (--zero_cond_t) turns on diffusers' `zero_cond_t` (timestep 0 for
+    the reference tokens) where the config does not already (a bare Edit-2511 file)."""
     from diffusers import QwenImageTransformer2DModel
 
     group = models.components["dit"]
     cfg = configs.dit_config(group)
+    if zero_cond_t:
+        cfg["zero_cond_t"] = True
     return build_module(lambda: QwenImageTransformer2DModel(**cfg), load_state_dict(group), group, dtype)
 
 

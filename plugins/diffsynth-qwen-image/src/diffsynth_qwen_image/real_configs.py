@@ -58,10 +58,12 @@ def plan_pipeline(variant: str | None, context):
 
     from . import configs
     from .pipeline import SCHEDULE, QwenImageModules
+    from .spec import FAMILY
     from .tiny import build_tokenizer
 
-    if variant not in (None, "qwen-image", "edit"):
-        raise UserError(f"qwen-image plan: unknown variant {variant!r} (qwen-image, edit)")
+    names = [v.name for v in FAMILY.variants]  # all have the real Qwen-Image sizes
+    if variant not in (None, *names):
+        raise UserError(f"qwen-image plan: unknown variant {variant!r} ({', '.join(names)})")
     if "edit_image" in context.extra_inputs:
         raise UserError("qwen-image plan: edit_image (the vision tower's input) is not planned yet")
     dtype = context.torch_dtype

@@ -1,6 +1,7 @@
-"""`sample_images`: diffusers' QwenImagePipeline (or QwenImageEditPipeline with an edit image)
-built around the modules `load_pipeline` loaded, LoRA files applied with its own
-`load_lora_weights`, called as a diffusers user would."""
+"""`sample_images`: diffusers' QwenImagePipeline (QwenImageEditPipeline with an edit image;
+QwenImageEditPlusPipeline with Edit-2509/2511 or several edit images) built around the modules
+`load_pipeline` loaded, LoRA files applied with its own `load_lora_weights`, called as a
+diffusers user would."""
 
 from __future__ import annotations
 
@@ -22,29 +23,30 @@ DEFAULT_CFG_SCALE = 4.0
 DEFAULT_NEGATIVE_PROMPT = " "
 
 
-def diffusers_pipeline(pipe: QwenImageModules, edit: bool):
-    """The real inference pipeline over our modules (no copy), with Qwen/Qwen-Image's scheduler."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageEditPipeline, QwenImagePipeline
+def diffusers_pipeline(pipe: QwenImageModules, edit: bool, plus: bool = False):
+    """The real inference pipeline over our modules (no copy), with Qwen/Qwen-Image's scheduler:
+    QwenImagePipeline, QwenImageEditPipeline (`edit`) or QwenImageEditPlusPipeline (`plus`)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageEditPipeline, QwenImageEditPlusPipeline, QwenImagePipeline
 
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIG)
     common = dict(scheduler=scheduler, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, transformer=pipe.dit)
-    if edit:
+    if edit or plus:
         if pipe.processor is None:
             raise UserError("--edit_image needs the Qwen2-VL processor: pass --processor_path (e.g. Qwen/Qwen-Image-Edit:processor/)")
-        return QwenImageEditPipeline(processor=pipe.processor, **common)
+        return (QwenImageEditPlusPipeline if plus else QwenImageEditPipeline)(processor=pipe.processor, **common)
     return QwenImagePipeline(**common)
 
 
 def sample(pipe: QwenImageModules, request: SampleRequest, context: RunContext) -> SampleResult:
     edit_images = request.inputs.get("edit_image") or []
-    if len(edit_images) > 1:
-        raise UserError("--edit_image: Qwen-Image-Edit takes one image")
+    # Edit-2509/2511 (or several --edit_image, which only the Edit Plus pipeline takes)
+    plus = bool(edit_images) and (pipe.edit_plus or len(edit_images) > 1)
     unknown = sorted(set(request.inputs) - {"edit_image"})
     if unknown:
         raise UserError(f"qwen-image takes no {', '.join('--' + u for u in unknown)} (extra input: --edit_image)")
     if request.guidance is not None:
         raise UserError("--guidance: Qwen-Image has no embedded guidance; use --cfg_scale")
-    dp = diffusers_pipeline(pipe, edit=bool(edit_images))
+    dp = diffusers_pipeline(pipe, edit=bool(edit_images), plus=plus)
     cfg = DEFAULT_CFG_SCALE if request.cfg_scale is None else request.cfg_scale
     negative = DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt
     kwargs = dict(
@@ -56,5 +58,5 @@ def sample(pipe: QwenImageModules, request: SampleRequest, context: RunContext) 
         **without_defaults({"num_inference_steps": request.steps}),
     )
     if edit_images:
-        kwargs["image"] = edit_images[0]
+        kwargs["image"] = edit_images if plus else edit_images[0]
     return SampleResult(frames=generate_each_prompt(dp, request, kwargs, lambda out: out.images[0]))

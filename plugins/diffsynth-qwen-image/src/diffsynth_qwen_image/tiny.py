@@ -1,5 +1,6 @@
-"""`diffsynth models init qwen-image DIR --preset tiny|tiny-edit`: deterministic random models
-written with the file names and layout of the real Qwen/Qwen-Image(-Edit) repos."""
+"""`diffsynth models init qwen-image DIR --preset tiny|tiny-2512|tiny-edit|tiny-edit-2509|tiny-edit-2511`:
+deterministic random models written with the file names and layout of the real Qwen/Qwen-Image,
+Qwen-Image-2512, Qwen-Image-Edit, Qwen-Image-Edit-2509 and Qwen-Image-Edit-2511 repos."""
 
 from __future__ import annotations
 
@@ -55,7 +56,15 @@ SCHEDULER_CONFIG = {
     "use_karras_sigmas": False,
 }
 
-PRESETS = ("tiny", "tiny-edit")
+#: preset -> (model_index.json's pipeline class, DiT config changes); Edit presets add processor/.
+PRESETS = {
+    "tiny": ("QwenImagePipeline", {}),
+    "tiny-2512": ("QwenImagePipeline", {}),
+    "tiny-edit": ("QwenImageEditPipeline", {}),
+    "tiny-edit-2509": ("QwenImageEditPlusPipeline", {}),
+    # the real Qwen-Image-Edit-2511 transformer/config.json sets zero_cond_t, which diffusers reads
+    "tiny-edit-2511": ("QwenImageEditPlusPipeline", {"zero_cond_t": True}),
+}
 # Shard size that splits the tiny transformer and text encoder like the real (sharded) repos.
 SHARD_SIZE = "300KB"
 
@@ -64,11 +73,12 @@ def write_preset(preset: str, directory: Path, seed: int = 0) -> None:
     """Write `preset` into `directory` (created if needed)."""
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r} for qwen-image (choose from: {', '.join(PRESETS)})")
-    edit = preset == "tiny-edit"
+    pipeline_class, dit_changes = PRESETS[preset]
+    edit = pipeline_class != "QwenImagePipeline"
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
-    build_dit().save_pretrained(directory / "transformer", max_shard_size=SHARD_SIZE)
+    build_dit(**dit_changes).save_pretrained(directory / "transformer", max_shard_size=SHARD_SIZE)
     build_text_encoder(tokenizer).save_pretrained(directory / "text_encoder", max_shard_size=SHARD_SIZE)
     build_vae().save_pretrained(directory / "vae")
     tokenizer.save_pretrained(directory / "tokenizer")
@@ -83,14 +93,13 @@ def write_preset(preset: str, directory: Path, seed: int = 0) -> None:
     if edit:
         write_processor(directory / "processor", tokenizer)
         components["processor"] = ["transformers", "Qwen2VLProcessor"]
-    pipeline_class = "QwenImageEditPipeline" if edit else "QwenImagePipeline"
     _write_json(directory / "model_index.json", {"_class_name": pipeline_class, **components})
 
 
-def build_dit() -> torch.nn.Module:
+def build_dit(**changes) -> torch.nn.Module:
     from diffusers import QwenImageTransformer2DModel
 
-    return QwenImageTransformer2DModel(**TINY_DIT)
+    return QwenImageTransformer2DModel(**{**TINY_DIT, **changes})
 
 
 def build_vae() -> torch.nn.Module:
