@@ -3,6 +3,13 @@ random weights, bf16 compute, at 1024x1024 (Wan: 480x832, 81 frames), for plain 
 (`store_in_fp8`) / FP8 + gradient checkpointing. Runs only where CUDA exists.
 
     python -m benchmarks.gpu.bench [--models qwen-image,flux,wan] [--modes plain,fp8,fp8+ckpt] [--steps 5]
+    python -m benchmarks.gpu.bench --swap 0,10,20,30,45 [--sync 30] [--models qwen-image] [--out FILE]
+
+`--swap` (issue #13): FP8 + checkpointing with `--blocks_to_swap N` for each N, in one process
+(the model is built once; each N swaps, runs, and restores): s/step, peak VRAM, host memory the
+swap pins, and the slowdown against N = 0. `--sync N,...` adds the same N without the side-stream
+prefetch (copies on the compute stream), to show what the overlap buys. Each case's result is
+printed (and appended to `--out`) as soon as it is measured.
 
 Each (model, mode) runs in its own process so one OOM does not poison the next; an OOM is
 recorded as such. Weights are made on the GPU directly in bf16 (never a CPU/fp32 copy): the
@@ -124,10 +131,12 @@ def train_step(dit, inputs: dict, optimizer, before_step=None) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def predict_in_child(model: str, mode: str, tiny: bool = False) -> dict:
+def predict_in_child(model: str, mode: str, tiny: bool = False, swap: int = 0) -> dict:
     """Child (CPU only): plan's simulation of `step_in_child`'s steady-state step: the DiT on the
     meta device, the same `prepare`, fake tensors, plan's tracker; AdamW as on CUDA (foreach)
-    with its state made before the step, as from the second step on."""
+    with its state made before the step, as from the second step on. `swap`: `--blocks_to_swap`
+    (the trainer's `swap_blocks` on the fake model; its host copies are not device memory)."""
+    import importlib
     import time
 
     import diffusers
@@ -137,28 +146,32 @@ def predict_in_child(model: str, mode: str, tiny: bool = False) -> dict:
     from diffsynth.plan.meta import empty_module
     from diffsynth.plan.simulate import state_without_gradients
     from diffsynth.plan.tracker import LiveMemory
+    from diffsynth.training.block_swap import swap_blocks
 
     started = time.perf_counter()
     cls_name, config = TINY if tiny else CONFIGS[model]
     dit = empty_module(lambda: getattr(diffusers, cls_name)(**config), torch.bfloat16).requires_grad_(False)
     prepare(dit, model, mode)
-    with fake_mode() as mode, LiveMemory() as memory:
+    with fake_mode() as mode:
         make_fake(dit, torch.device("cpu"))
-        tables = tensor_attributes(dit, mode)  # held while simulating
-        for t in [*dit.parameters(), *dit.buffers(), *tables]:
-            memory.add(t)
-        params = [p for p in dit.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=1e-4, foreach=True)
-        for p in params:
-            p.grad = torch.zeros_like(p)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        inputs = model_inputs(model, device="cpu", tiny=tiny)
-        stale: list[int] = []  # AdamW state made for parameters the step gives no gradient (see plan)
-        for t in inputs.values():
-            if isinstance(t, torch.Tensor):
+        paths = importlib.import_module(PLUGINS[model]).FAMILY.repeated_blocks
+        on_host = swap_blocks(dit, paths, swap, torch.device("cpu"), model).host_parameters if swap else set()
+        with LiveMemory() as memory:
+            tables = tensor_attributes(dit, mode)  # held while simulating
+            for t in [*(p for p in dit.parameters() if p not in on_host), *dit.buffers(), *tables]:
                 memory.add(t)
-        train_step(dit, inputs, optimizer, before_step=lambda: stale.append(state_without_gradients(optimizer, params)))
+            params = [p for p in dit.parameters() if p.requires_grad]
+            optimizer = torch.optim.AdamW(params, lr=1e-4, foreach=True)
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            inputs = model_inputs(model, device="cpu", tiny=tiny)
+            stale: list[int] = []  # AdamW state made for parameters the step gives no gradient (see plan)
+            for t in inputs.values():
+                if isinstance(t, torch.Tensor):
+                    memory.add(t)
+            train_step(dit, inputs, optimizer, before_step=lambda: stale.append(state_without_gradients(optimizer, params)))
     return {"peak_gb": (memory.peak - stale[0]) / 1e9, "seconds": time.perf_counter() - started}
 
 
@@ -187,8 +200,94 @@ def step_in_child(model: str, mode: str, steps: int, warmup: int = 2) -> dict:
         return {"s_per_step": None, "peak_gb": torch.cuda.max_memory_allocated() / 1e9, "oom": True}
 
 
-def measure(models=tuple(CONFIGS), modes=MODES, steps: int = 5, timeout: float = 600) -> list[Record]:
+def swap_sweep_in_child(model: str, cases: list, steps: int, out: str | None = None, warmup: int = 2, device: str = "cuda") -> dict:
+    """Child: the real-size DiT with FP8 storage + checkpointing, built once; for each (N,
+    prefetch) in `cases` swap N blocks, time `steps` steps after `warmup`, restore. Each result
+    is also appended to `out` (a JSON line) as soon as it is measured. `device="cpu"`: the same
+    on the small DiT (TINY with 4 blocks), timings and memory left out (the CPU test's path)."""
+    import importlib
+    import sys
+
+    import torch
+
+    from diffsynth.training.block_swap import swap_blocks
+
+    cuda = device == "cuda"
+    if cuda:
+        dit = random_module(*CONFIGS[model])
+    else:
+        import diffusers
+
+        dit = getattr(diffusers, TINY[0])(**{**TINY[1], "num_layers": 4}).to(torch.bfloat16)
+    dit.requires_grad_(False)
+    params = prepare(dit, model, "fp8+ckpt")
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    inputs = model_inputs(model, device=device, tiny=not cuda)
+    paths = importlib.import_module(PLUGINS[model]).FAMILY.repeated_blocks
+    results = []
+    for count, prefetch in cases:
+        result: dict = {"blocks_to_swap": count, "prefetch": prefetch}
+        try:
+            started = time.perf_counter()
+            swap = swap_blocks(dit, paths, count, torch.device(device), model, prefetch=prefetch) if count else None
+            result["swap_setup_s"] = round(time.perf_counter() - started, 2)
+            result["pinned_gb"] = sum(h.numel() * h.element_size() for w in (swap.host.values() if swap else []) for _, h in w) / 1e9
+            if cuda:
+                torch.cuda.empty_cache()
+            times = []
+            for k in range(warmup + steps):
+                if k == warmup and cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                if cuda:
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                train_step(dit, inputs, optimizer)
+                if cuda:
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t)
+            result["s_per_step"] = statistics.median(times[warmup:]) if cuda else None
+            result["peak_gb"] = torch.cuda.max_memory_allocated() / 1e9 if cuda else None
+            result["oom"] = False
+            if swap is not None:
+                result["copies_per_step"] = swap.copies / (warmup + steps)
+                result["fetched_ahead"] = round(swap.used_ahead / max(swap.copies, 1), 3)
+                swap.restore()
+        except torch.cuda.OutOfMemoryError:
+            result.update(s_per_step=None, peak_gb=torch.cuda.max_memory_allocated() / 1e9, oom=True)
+            results.append(result)
+            break
+        except RuntimeError as exc:  # e.g. pinning refused: a result too, and the next case may still run
+            result.update(s_per_step=None, peak_gb=None, oom=False, error=str(exc)[-300:])
+        results.append(result)
+        if out:
+            with open(out, "a") as f:
+                f.write(json.dumps({"model": model, **result}) + "\n")
+        print(json.dumps(result), file=sys.stderr, flush=True)
+    return {"cases": results}
+
+
+def measure_swap(model: str, counts: list[int], sync: list[int], steps: int, out: str | None, timeout: float) -> list[Record]:
+    """Records of `swap_sweep_in_child`, with each case's slowdown against N = 0."""
+    cases = [(n, True) for n in counts] + [(n, False) for n in sync if n]
+    try:
+        r = in_subprocess("benchmarks.gpu.bench:swap_sweep_in_child", timeout=timeout, env=clean_env(), model=model,
+                          cases=cases, steps=steps, out=out)["cases"]  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - a crashed or timed-out child is a result too
+        return [Record(f"gpu.{model}.swap", None, "-", details={"error": str(exc)[-500:]})]
+    base = next((c["s_per_step"] for c in r if c["blocks_to_swap"] == 0), None)
     records = []
+    for c in r:
+        name = f"gpu.{model}.fp8+ckpt.swap{c['blocks_to_swap']}" + ("" if c["prefetch"] else ".sync")
+        details = {k: v for k, v in c.items() if k not in ("s_per_step",)}
+        records.append(Record(f"{name}.s_per_step", c["s_per_step"], "s/step", details=details))
+        records.append(Record(f"{name}.peak_vram_gb", c["peak_gb"], "GB", details=details))
+        if base and c["s_per_step"]:
+            records.append(Record(f"{name}.slowdown", round(c["s_per_step"] / base, 3), "x N=0", "<= 1.5 where it fits 16 GB"))
+    return records
+
+
+def measure(models=tuple(CONFIGS), modes=MODES, steps: int = 5, timeout: float = 600, with_plan: bool = True):
+    """Records of each (model, mode), yielded as each is measured (a timed-out run keeps what it printed)."""
     for model in models:
         for mode in modes:
             try:
@@ -197,10 +296,10 @@ def measure(models=tuple(CONFIGS), modes=MODES, steps: int = 5, timeout: float =
                 r = {"s_per_step": None, "peak_gb": None, "oom": False, "error": str(exc)[-300:]}
             shape = "480x832x81" if model == "wan" else "1024x1024"
             details = {"lora_rank": 32, "dtype": "bf16", "size": shape, **{k: v for k, v in r.items() if k not in ("s_per_step", "peak_gb")}}
-            records.append(Record(f"gpu.{model}.{mode}.s_per_step", r["s_per_step"], "s/step", details=details))
-            records.append(Record(f"gpu.{model}.{mode}.peak_vram_gb", r["peak_gb"], "GB", details=details))
-            records.append(plan_record(model, mode, r["peak_gb"] if not r.get("oom") else None, timeout))
-    return records
+            yield Record(f"gpu.{model}.{mode}.s_per_step", r["s_per_step"], "s/step", details=details)
+            yield Record(f"gpu.{model}.{mode}.peak_vram_gb", r["peak_gb"], "GB", details=details)
+            if with_plan:
+                yield plan_record(model, mode, r["peak_gb"] if not r.get("oom") else None, timeout)
 
 
 def plan_record(model: str, mode: str, measured_gb: float | None, timeout: float = 600, tiny: bool = False) -> Record:
@@ -225,7 +324,7 @@ def run(ctx) -> list[Record]:
         why = "--quick" if ctx.quick else "no CUDA device"
         # the CPU side still runs: plan's simulation of the bench's own step, tiny config
         return [Record("gpu", None, "-", details={"skipped": why}), plan_record("qwen-image", "fp8", None, tiny=True)]
-    return measure()
+    return list(measure())
 
 
 if __name__ == "__main__":
@@ -234,6 +333,10 @@ if __name__ == "__main__":
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=600, help="seconds per (model, mode) process")
+    parser.add_argument("--swap", help="comma-separated N for --blocks_to_swap N with FP8 + checkpointing (the sweep alone)")
+    parser.add_argument("--sync", default="", help="with --swap: these N again without prefetch")
+    parser.add_argument("--out", help="with --swap: append each case's result here (a JSON line) as it is measured")
+    parser.add_argument("--no-plan", action="store_true", help="skip plan's CPU simulation of each case (run it on another machine)")
     args = parser.parse_args()
     import torch
 
@@ -242,6 +345,11 @@ if __name__ == "__main__":
     from benchmarks.common import machine_info
 
     machine = machine_info()
-    for record in measure(args.models.split(","), args.modes.split(","), args.steps, args.timeout):
+    if args.swap:
+        counts, sync = [int(n) for n in args.swap.split(",")], [int(n) for n in args.sync.split(",") if n]
+        found = [r for m in args.models.split(",") for r in measure_swap(m, counts, sync, args.steps, args.out, args.timeout)]
+    else:
+        found = measure(args.models.split(","), args.modes.split(","), args.steps, args.timeout, not args.no_plan)
+    for record in found:
         record.machine = machine
         print(json.dumps(record.to_dict()), flush=True)

@@ -10,6 +10,9 @@ preprocess and the core's loss), `backward`, AdamW. What differs, and why:
   its state exists before the measured step (the steady state from step 2 on);
 - for a GPU, `--use_gradient_checkpointing_offload` moves saved tensors off the simulated device
   (the trainer's `save_on_cpu` would copy CPU to CPU here); for a CPU they stay, as they do;
+- `--blocks_to_swap N`: the trainer's own `swap_blocks` runs on the fake model; the host copies
+  are made before the tracker starts (host memory), the device copies while it runs (each block's
+  weights while it runs, and the one fetched ahead);
 - for a CPU, a 3-D convolution (the VAEs of Qwen-Image and Wan are causal 3-D convolutions)
   holds its im2col buffer while it runs (`CpuConv3dWorkspace`); a kernel's workspace is no
   tensor, so the tracker would not see it otherwise.
@@ -102,6 +105,8 @@ class Labels:
         self.optimizer: torch.optim.Optimizer | None = None
         self._weights: dict[int, str] = {}
         self._moving: list[tuple[str, torch.nn.Module, str]] = []
+        #: `--blocks_to_swap`'s host-kept weights: on the device only as the copies a block runs on
+        self.swapped: set[torch.nn.Parameter] = set()
 
     def weights_done(self, params: list[torch.nn.Parameter]) -> None:
         self.params = params
@@ -112,7 +117,7 @@ class Labels:
                     if t is None:
                         continue
                     label = TRAINABLE if t.requires_grad else weights_label(name)
-                    if moving and not t.requires_grad:
+                    if (moving or t in self.swapped) and not t.requires_grad:
                         self._moving.append((label, sub, attr))
                     else:
                         self._weights[storage_key(t)] = label
@@ -188,6 +193,7 @@ def settings(config: TrainConfig, family: FamilySpec, plan: TrainablePlan, devic
         "trainable_models": plan.full_components,
         "gradient_checkpointing": "offload" if config.use_gradient_checkpointing_offload else bool(config.use_gradient_checkpointing),
         "fp8_models": plan.fp8_components,
+        "blocks_to_swap": config.blocks_to_swap,
     }
 
 
@@ -219,39 +225,42 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
     plan = plan_training(family, config, pipeline)
     apply_plan(plan, pipeline, config)  # on the meta device: the trainer's order and code
     labels = Labels(pipeline)
-    with fake_mode() as mode, UnknownValuesAreOne(), LiveMemory(labels=labels) as memory, kernel_workspaces(device):
+    with fake_mode() as mode, UnknownValuesAreOne():
         done: dict[int, torch.Tensor] = {}
         for module in pipeline.modules.values():
             make_fake(module, pipeline.device, done)
-        weights = {}
-        tables = {name: tensor_attributes(module, mode) for name, module in pipeline.modules.items()}  # held: see tensor_attributes
-        for name, module in pipeline.modules.items():
-            frozen = [t for t in module.parameters() if not t.requires_grad] + list(module.buffers()) + tables[name]
-            for t in frozen:
-                memory.add(t)
-            weights[weights_label(name)] = memory.live_bytes(frozen)
-        params = [p for name in plan.components for p in pipeline.modules[name].parameters() if p.requires_grad]
-        for p in params:
-            memory.add(p)
-        weights[TRAINABLE] = memory.live_bytes(params)
-        labels.weights_done(params)
-        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=device == "cuda")
-        labels.optimizer = optimizer
-        for p in params:  # the optimizer's state as it is from the second step on
-            p.grad = torch.zeros_like(p)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        train_preprocess = any(n != pipeline.denoiser for n in plan.components)
-        with saved_tensors_off_device(config.use_gradient_checkpointing_offload and device == "cuda"):
-            with memory.phase("encoders"):
-                inputs = hooks.preprocess(pipeline, sample, context, with_grad=train_preprocess)
-            with memory.phase("denoiser"):
-                loss = hooks.loss(pipeline, inputs, context)
-                loss.backward()
-                stale = state_without_gradients(optimizer, params)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-        memory.finish()
+        on_host = labels.swapped = swapped_weights(config, family, pipeline)  # before the tracker: host memory
+        with LiveMemory(labels=labels) as memory, kernel_workspaces(device):
+            weights = {}
+            tables = {name: tensor_attributes(module, mode) for name, module in pipeline.modules.items()}  # held: see tensor_attributes
+            for name, module in pipeline.modules.items():
+                frozen = [t for t in module.parameters() if not t.requires_grad and t not in on_host]
+                frozen += list(module.buffers()) + tables[name]
+                for t in frozen:
+                    memory.add(t)
+                weights[weights_label(name)] = memory.live_bytes(frozen)
+            params = [p for name in plan.components for p in pipeline.modules[name].parameters() if p.requires_grad]
+            for p in params:
+                memory.add(p)
+            weights[TRAINABLE] = memory.live_bytes(params)
+            labels.weights_done(params)
+            optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=device == "cuda")
+            labels.optimizer = optimizer
+            for p in params:  # the optimizer's state as it is from the second step on
+                p.grad = torch.zeros_like(p)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            train_preprocess = any(n != pipeline.denoiser for n in plan.components)
+            with saved_tensors_off_device(config.use_gradient_checkpointing_offload and device == "cuda"):
+                with memory.phase("encoders"):
+                    inputs = hooks.preprocess(pipeline, sample, context, with_grad=train_preprocess)
+                with memory.phase("denoiser"):
+                    loss = hooks.loss(pipeline, inputs, context)
+                    loss.backward()
+                    stale = state_without_gradients(optimizer, params)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+            memory.finish()
     breakdown = dict(memory.at_peak)
     if stale:
         breakdown[OPTIMIZER] -= stale
@@ -266,3 +275,13 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
         components=list(pipeline.modules),
         seconds=time.perf_counter() - started,
     )
+
+
+def swapped_weights(config: TrainConfig, family: FamilySpec, pipeline: FamilyPipeline) -> set[torch.nn.Parameter]:
+    """`--blocks_to_swap`: the parameters whose weights the run keeps in host memory."""
+    if not config.blocks_to_swap:
+        return set()
+    from diffsynth.training.block_swap import swap_blocks
+
+    module = pipeline.modules[pipeline.denoiser]
+    return swap_blocks(module, family.repeated_blocks, config.blocks_to_swap, pipeline.device, family.name).host_parameters

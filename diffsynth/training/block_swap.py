@@ -7,8 +7,10 @@ the device, and buffers too (they are small, and DDP broadcasts them). FP8-store
 their FP8 bytes (the layer-wise casting hooks upcast them after the copy). A family declares its
 repeated blocks in `FamilySpec.repeated_blocks`; nothing else is family-specific.
 
-Copies are made on the current stream (from pinned memory, so the host is not blocked); a side
-stream that prefetches the next block has not been measured on a GPU yet and is left out.
+Prefetch: when a block starts, the next swapped block in the direction of travel (ascending in
+forward, descending in backward's recomputation) is copied ahead, on a side CUDA stream, so the
+copy overlaps the running block's compute; at most one block is fetched ahead. Without CUDA the
+same bookkeeping runs with plain copies (that is what the CPU tests check).
 """
 
 from __future__ import annotations
@@ -22,25 +24,95 @@ from diffsynth.errors import UserError
 
 
 @dataclass
+class Fetched:
+    """One block's weights copied ahead: the device copies and the side stream's event."""
+
+    copies: list[torch.Tensor]
+    done: torch.cuda.Event | None
+
+
+@dataclass
 class BlockSwap:
-    """The swapped blocks of one module and their frozen weights' host copies."""
+    """The swapped blocks of one module, their frozen weights' host copies, and the prefetch state."""
 
     device: torch.device
+    #: every repeated block, in forward order (the unswapped ones too: they drive the prefetch)
+    blocks: list[torch.nn.Module] = field(default_factory=list)
+    index: dict[torch.nn.Module, int] = field(default_factory=dict)
     #: per swapped block: (parameter, host copy) of each frozen parameter
     host: dict[torch.nn.Module, list[tuple[torch.nn.Parameter, torch.Tensor]]] = field(default_factory=dict)
     handles: list = field(default_factory=list)
+    prefetch: bool = True
+    stream: torch.cuda.Stream | None = None
+    ahead: dict[torch.nn.Module, Fetched] = field(default_factory=dict)
+    #: swapped blocks whose weights are on the device now
+    loaded: set[torch.nn.Module] = field(default_factory=set)
+    last: int = -1
+    direction: int = 1
+    #: copies made (a block fetched ahead and then used counts once): a test's window into the prefetch
+    copies: int = 0
+    used_ahead: int = 0
 
     @property
     def host_parameters(self) -> set[torch.nn.Parameter]:
         return {p for weights in self.host.values() for p, _ in weights}
 
-    def load(self, block: torch.nn.Module, *_: object) -> None:
-        for param, host in self.host[block]:
-            param.data = host.to(self.device, non_blocking=True, copy=True)
+    def copy(self, block: torch.nn.Module) -> Fetched:
+        self.copies += 1
+        weights = self.host[block]
+        if self.stream is None:
+            return Fetched([host.to(self.device, non_blocking=True, copy=True) for _, host in weights], None)
+        with torch.cuda.stream(self.stream):
+            copies = [host.to(self.device, non_blocking=True, copy=True) for _, host in weights]
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        return Fetched(copies, done)
+
+    def start(self, block: torch.nn.Module, *_: object) -> None:
+        """Forward pre-hook of every repeated block: its weights in, the next swapped block's ahead."""
+        index = self.index[block]
+        for other in [b for b in self.loaded if b is not block]:
+            # backward's recomputation stops early (torch's checkpoint early stop), so a block's
+            # forward hook may never run there: the next block to start drops its weights instead
+            self.unload(other)
+        # the same block twice in a row is a turn: forward's last block is backward's first, and so on
+        self.direction = (1 if index > self.last else -1) if index != self.last else -self.direction
+        self.last = index
+        if block in self.host:
+            fetched = self.ahead.pop(block, None)
+            self.used_ahead += fetched is not None
+            fetched = fetched or self.copy(block)
+            if fetched.done is not None:
+                current = torch.cuda.current_stream(self.device)
+                current.wait_event(fetched.done)
+                for tensor in fetched.copies:
+                    tensor.record_stream(current)  # freed after unload only once this stream is done with it
+            for (param, _), tensor in zip(self.host[block], fetched.copies):
+                param.data = tensor
+            self.loaded.add(block)
+        following = index + self.direction
+        if self.prefetch and 0 <= following < len(self.blocks) and self.blocks[following] in self.host:
+            ahead = self.blocks[following]
+            if ahead not in self.ahead:
+                self.ahead = {ahead: self.copy(ahead)}  # a stale guess is dropped: one block ahead at most
 
     def unload(self, block: torch.nn.Module, *_: object) -> None:
         for param, host in self.host[block]:
             param.data = host
+        self.loaded.discard(block)
+
+    def restore(self) -> None:
+        """Undo the swap: hooks removed, every swapped weight back on the device."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+        self.ahead.clear()
+        self.loaded.clear()
+        with torch.no_grad():
+            for weights in self.host.values():
+                for param, host in weights:
+                    param.data = host.to(self.device)
+        self.host.clear()
 
 
 def repeated_blocks(module: torch.nn.Module, paths: tuple[str, ...], family: str) -> list[torch.nn.Module]:
@@ -53,26 +125,28 @@ def repeated_blocks(module: torch.nn.Module, paths: tuple[str, ...], family: str
     return blocks
 
 
-def swap_blocks(module: torch.nn.Module, paths: tuple[str, ...], count: int, device: torch.device, family: str) -> BlockSwap:
+def swap_blocks(
+    module: torch.nn.Module, paths: tuple[str, ...], count: int, device: torch.device, family: str, prefetch: bool = True
+) -> BlockSwap:
     """Keep the frozen weights of the last `count` blocks in host memory and hook those blocks so
     the weights are on `device` only while they run. Call before moving `module` to `device` (then
     move it with `to_device_except`), so the full model is never on the device at once."""
     blocks = repeated_blocks(module, paths, family)
     if not 0 < count < len(blocks):
         raise UserError(f"--blocks_to_swap {count}: expected 1 to {len(blocks) - 1} ({family}'s denoiser has {len(blocks)} blocks)")
-    swap = BlockSwap(device)
     pin = device.type == "cuda"
+    swap = BlockSwap(device, blocks=blocks, index={b: i for i, b in enumerate(blocks)}, prefetch=prefetch)
+    swap.stream = torch.cuda.Stream(device) if pin and prefetch else None
     for block in blocks[len(blocks) - count:]:
         weights = []
         for param in block.parameters():
             if not param.requires_grad:
-                host = param.data.to("cpu", copy=True)
-                host = host.pin_memory() if pin else host
+                host = torch.empty_like(param.data, device="cpu", pin_memory=pin).copy_(param.data)
                 param.data = host
                 weights.append((param, host))
         swap.host[block] = weights
-        swap.handles.append(block.register_forward_pre_hook(swap.load))
         swap.handles.append(block.register_forward_hook(swap.unload))
+    swap.handles += [block.register_forward_pre_hook(swap.start) for block in blocks]
     return swap
 
 

@@ -59,3 +59,34 @@ def test_each_run_of_a_swapped_block_gets_a_fresh_copy_and_drops_it(offline):
 def test_bad_swaps_are_one_line(offline, tmp_path, flags, message):
     with pytest.raises(UserError, match=message):
         Trainer(load_registry(), config(tmp_path / "x", **flags)).run()
+
+
+def test_prefetch_follows_forward_then_backward_and_changes_no_gradient():
+    """With checkpointed blocks, the block after the running one (ascending in forward, descending
+    in backward's recomputation) is fetched ahead: only the turn (the last block, run twice in a
+    row) is copied on demand, and the input gradient equals the unswapped model's bit for bit."""
+    from torch import nn
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.blocks = nn.ModuleList([nn.Linear(8, 8) for _ in range(4)])
+    model.requires_grad_(False)
+
+    def input_grad() -> torch.Tensor:
+        x = torch.randn(3, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        h = x
+        for block in model.blocks:
+            h = checkpoint(block, h, use_reentrant=False)
+        h.square().sum().backward()
+        return x.grad
+
+    plain = input_grad()
+    swap = swap_blocks(model, ("blocks",), 3, torch.device("cpu"), "test")
+    for step in range(2):
+        assert torch.equal(input_grad(), plain)
+        assert (swap.copies, swap.used_ahead) == (6 * (step + 1), 5 * (step + 1))  # 3 forward + 3 recomputed runs
+        # backward's recomputation stops early (no forward hook): the weights still went back to the host
+        assert not swap.loaded and all(p.data_ptr() == h.data_ptr() for w in swap.host.values() for p, h in w)
+    swap.restore()
+    assert not swap.host and torch.equal(input_grad(), plain)
