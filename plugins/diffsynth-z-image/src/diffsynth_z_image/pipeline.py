@@ -42,18 +42,6 @@ class ZImageModules(FamilyPipeline):
     tokenizer: Any = None
     scheduler_config: dict = field(default_factory=lambda: dict(DEFAULT_SCHEDULER))
 
-    @property
-    def dit(self) -> torch.nn.Module:
-        return self.modules["dit"]
-
-    @property
-    def text_encoder(self) -> torch.nn.Module:
-        return self.modules["text_encoder"]
-
-    @property
-    def vae(self) -> torch.nn.Module:
-        return self.modules["vae"]
-
 
 @dataclass
 class ZImageConditioning:
@@ -137,7 +125,7 @@ def preprocess(pipe: ZImageModules, sample: Sample, context: RunContext) -> Trai
 def encode_image(pipe: ZImageModules, image: Image.Image) -> torch.Tensor:
     """PIL -> (1, 16, H/8, W/8) latents, `(z - shift_factor) * scaling_factor` as the Z-Image
     img2img pipeline encodes (the posterior's mode: deterministic)."""
-    vae = pipe.vae
+    vae = pipe.modules["vae"]
     pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0)
     pixels = pixels.permute(2, 0, 1)[None].to(pipe.device, pipe.dtype)
     latents = vae.encode(pixels).latent_dist.mode()
@@ -152,7 +140,7 @@ def encode_prompt(pipe: ZImageModules, prompt: str) -> torch.Tensor:
     )
     tokens = pipe.tokenizer([text], max_length=MAX_SEQUENCE_LENGTH, truncation=True, return_tensors="pt")
     ids, mask = tokens.input_ids.to(pipe.device), tokens.attention_mask.to(pipe.device).bool()
-    hidden = pipe.text_encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
+    hidden = pipe.modules["text_encoder"](input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
     return hidden[0][mask[0]]
 
 
@@ -165,7 +153,7 @@ def predict(pipe: ZImageModules, inputs: TrainingInputs, noisy: torch.Tensor, si
     batch = hidden.shape[0]
     embeds = cond.prompt_embeds.to(pipe.device, pipe.dtype).expand(batch, -1, -1)
     mask = cond.prompt_mask.to(pipe.device).expand(batch, -1)
-    out = pipe.dit(
+    out = pipe.modules["dit"](
         list(hidden.unsqueeze(2).unbind(0)),
         (1.0 - sigmas).to(pipe.device, pipe.dtype),
         [e[m] for e, m in zip(embeds, mask)],

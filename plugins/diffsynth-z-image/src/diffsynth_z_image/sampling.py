@@ -17,8 +17,10 @@ def diffusers_pipeline(pipe: ZImageModules):
     from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline
 
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler_config)
+    modules = pipe.modules
     return ZImagePipeline(
-        scheduler=scheduler, vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, transformer=pipe.dit
+        scheduler=scheduler, vae=modules["vae"], text_encoder=modules["text_encoder"], tokenizer=pipe.tokenizer,
+        transformer=modules["dit"],
     )
 
 
