@@ -109,7 +109,7 @@ def dit_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
         joint_attention_dim=state["context_embedder.weight"].shape[1],
         timestep_guidance_channels=state["time_guidance_embed.timestep_embedder.linear_1.weight"].shape[1],
         mlp_ratio=state["transformer_blocks.0.ff.linear_in.weight"].shape[0] / 2 / inner,
-        axes_dims_rope=(head_dim // 4,) * 4,
+        axes_dims_rope=[head_dim // 4] * 4,
         guidance_embeds="time_guidance_embed.guidance_embedder.linear_1.weight" in state,
     )
 

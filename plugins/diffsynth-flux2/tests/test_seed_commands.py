@@ -1,0 +1,63 @@
+"""DiffSynth-Studio's FLUX.2-klein LoRA example command (examples/flux2/model_training/lora/
+FLUX.2-klein-4B.sh), pasted unchanged but for smaller numbers, run offline as a subprocess
+against the `models init` tiny preset; the LoRA it writes loads in Flux2KleinPipeline and changes
+the image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from diffsynth.testing.cli import run_diffsynth
+
+ROOT = Path(__file__).resolve().parents[3]
+DATA = ROOT / "examples" / "data"
+REPO = "black-forest-labs/FLUX.2-klein-4B"
+SOURCES = f"{REPO}:text_encoder/*.safetensors,{REPO}:transformer/*.safetensors,{REPO}:vae/diffusion_pytorch_model.safetensors"
+# the real command names single_transformer_blocks.0..19.attn.to_out (FLUX.2-klein-4B's 20 single
+# blocks); the tiny preset has 2, and a named target that matches nothing is an error
+SINGLE_OUTPUTS = ",".join(f"single_transformer_blocks.{i}.attn.to_out" for i in range(2))
+TARGETS = "to_q,to_k,to_v,to_out.0,add_q_proj,add_k_proj,add_v_proj,to_add_out,linear_in,linear_out,to_qkv_mlp_proj," + SINGLE_OUTPUTS
+
+
+def test_seed_lora_command_trains_and_changes_flux2_klein_pipeline_output(tmp_path):
+    from diffsynth_flux2.tiny import write_preset
+    from diffusers import Flux2KleinPipeline
+
+    write_preset("tiny", tmp_path / "models" / REPO, 0)  # what `models init flux2 ... --preset tiny` writes
+    output = "./models/train/FLUX.2-klein-4B_lora"
+    result = run_diffsynth(
+        "train", "flux2",
+        "--dataset_base_path", str(DATA),
+        "--dataset_metadata_path", str(DATA / "metadata.csv"),
+        "--max_pixels", "4096",
+        "--dataset_repeat", "1",
+        "--model_id_with_origin_paths", SOURCES,
+        "--tokenizer_path", f"{REPO}:tokenizer/",
+        "--learning_rate", "1e-4",
+        "--num_epochs", "1",
+        "--remove_prefix_in_ckpt", "pipe.dit.",
+        "--output_path", output,
+        "--lora_base_model", "dit",
+        "--lora_target_modules", TARGETS,
+        "--lora_rank", "32",
+        "--use_gradient_checkpointing",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    path = tmp_path / output / "epoch-0.safetensors"
+    lora = load_file(path)
+    assert all(k.startswith("diffusion_model.") for k in lora)
+    assert "diffusion_model.single_blocks.1.linear2.lora_B.weight" in lora  # the single blocks' outputs are trained
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())  # it trained
+
+    pipe = Flux2KleinPipeline.from_pretrained(tmp_path / "models" / REPO)
+    call = dict(prompt="a red square", height=32, width=32, num_inference_steps=2, max_sequence_length=64, output_type="np")
+    before = pipe(generator=torch.Generator().manual_seed(0), **call).images
+    pipe.load_lora_weights(str(path))
+    assert pipe.get_list_adapters() == {"transformer": ["default_0"]}
+    after = pipe(generator=torch.Generator().manual_seed(0), **call).images
+    assert np.abs(after - before).max() > 1e-4
