@@ -6,12 +6,15 @@ order, cheapest first, by an additive cost: FP8 encoders 1 (they run once a step
 grad), FP8 denoiser 2 (an upcast per layer per forward), checkpointing 4 (a second forward of
 the denoiser), offload 12 (plus a transfer of every saved tensor). A set fits when its predicted
 peak plus `MARGIN` of it plus `RESERVED` (CUDA context, allocator fragmentation) is at most the
-card's memory.
+card's memory. When no such set fits, `--blocks_to_swap N` on top of the last (every option on)
+is the way out: the fewest swapped blocks that fit (`fewest_swapped`), slower the more are swapped.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +34,8 @@ class Options:
     checkpointing: str = "off"
     fp8_denoiser: bool = False
     fp8_encoders: bool = False
+    #: `--blocks_to_swap`: after every other option (it needs checkpointing), so not in `cost`
+    blocks_to_swap: int = 0
 
     @property
     def cost(self) -> int:
@@ -39,13 +44,14 @@ class Options:
     def label(self) -> str:
         parts = [] if self.checkpointing == "off" else ["checkpointing" if self.checkpointing == "on" else "checkpointing offload"]
         parts += ["FP8 denoiser"] * self.fp8_denoiser + ["FP8 encoders"] * self.fp8_encoders
+        parts += [f"{self.blocks_to_swap} blocks swapped"] * bool(self.blocks_to_swap)
         return " + ".join(parts) or "none"
 
 
 def given_options(config: TrainConfig, denoiser: str, encoders: list[str]) -> Options:
     fp8 = set(config.fp8_model_names())
     level = "offload" if config.use_gradient_checkpointing_offload else "on" if config.use_gradient_checkpointing else "off"
-    return Options(level, denoiser in fp8, bool(encoders) and set(encoders) <= fp8)
+    return Options(level, denoiser in fp8, bool(encoders) and set(encoders) <= fp8, config.blocks_to_swap)
 
 
 def frozen_encoders(config: TrainConfig, components: list[str], denoiser: str) -> list[str]:
@@ -64,6 +70,7 @@ def with_options(config: TrainConfig, options: Options, denoiser: str, encoders:
     if options.fp8_encoders:
         fp8 += encoders
     out.fp8_models = ",".join(dict.fromkeys(fp8)) or None
+    out.blocks_to_swap = options.blocks_to_swap
     return out
 
 
@@ -77,6 +84,8 @@ def flags(options: Options, denoiser: str, encoders: list[str]) -> str:
     fp8 = [denoiser] * options.fp8_denoiser + (encoders if options.fp8_encoders else [])
     if fp8:
         out.append(f"--fp8_models {','.join(fp8)}")
+    if options.blocks_to_swap:
+        out.append(f"--blocks_to_swap {options.blocks_to_swap}")
     return " ".join(out)
 
 
@@ -84,7 +93,7 @@ def candidates(floor: Options, can_fp8_denoiser: bool, has_encoders: bool) -> li
     """Every option set at or above `floor`, cheapest first."""
     levels = CHECKPOINTING[CHECKPOINTING.index(floor.checkpointing):]
     found = {
-        Options(level, d, e)
+        Options(level, d, e, floor.blocks_to_swap)
         for level in levels
         for d in ({floor.fp8_denoiser, can_fp8_denoiser} if not floor.fp8_denoiser else {True})
         for e in ({floor.fp8_encoders, has_encoders} if not floor.fp8_encoders else {True})
@@ -94,12 +103,13 @@ def candidates(floor: Options, can_fp8_denoiser: bool, has_encoders: bool) -> li
 
 def standard(floor: Options, can_fp8_denoiser: bool, has_encoders: bool) -> list[Options]:
     """The table's rows: as given, each option alone on top, and all of them."""
-    rows = [floor, Options("on" if floor.checkpointing == "off" else floor.checkpointing, floor.fp8_denoiser, floor.fp8_encoders)]
+    swap = floor.blocks_to_swap
+    rows = [floor, Options("on" if floor.checkpointing == "off" else floor.checkpointing, floor.fp8_denoiser, floor.fp8_encoders, swap)]
     if can_fp8_denoiser:
-        rows.append(Options(floor.checkpointing, True, floor.fp8_encoders))
+        rows.append(Options(floor.checkpointing, True, floor.fp8_encoders, swap))
     if has_encoders:
-        rows.append(Options(floor.checkpointing, floor.fp8_denoiser, True))
-    rows.append(Options(rows[1].checkpointing, floor.fp8_denoiser or can_fp8_denoiser, floor.fp8_encoders or has_encoders))
+        rows.append(Options(floor.checkpointing, floor.fp8_denoiser, True, swap))
+    rows.append(Options(rows[1].checkpointing, floor.fp8_denoiser or can_fp8_denoiser, floor.fp8_encoders or has_encoders, swap))
     return list(dict.fromkeys(rows))
 
 
@@ -108,9 +118,10 @@ def fits(peak: int, vram: int) -> bool:
 
 
 def fastest_fitting(
-    order: list[Options], vram: int, predict: Callable[[Options], Prediction]
+    order: list[Options], vram: int, predict: Callable[[Options], Prediction], blocks: int = 0
 ) -> tuple[Options, Prediction]:
-    """Predict in speed order and stop at the first that fits; none: a one-line `UserError`."""
+    """Predict in speed order and stop at the first that fits; then, with `blocks` repeated
+    blocks, the fewest swapped blocks on top of the last; none: a one-line `UserError`."""
     smallest: tuple[Options, Prediction] | None = None
     for options in order:
         prediction = predict(options)
@@ -119,11 +130,47 @@ def fastest_fitting(
         if smallest is None or prediction.peak < smallest[1].peak:
             smallest = (options, prediction)
     assert smallest is not None
+    if blocks > 1 and order[-1].checkpointing != "off":
+        found = fewest_swapped(order[-1], blocks, vram, predict)
+        if found[1].peak < smallest[1].peak:
+            smallest = found
+        if fits(found[1].peak, vram):
+            return found
     options, prediction = smallest
     raise UserError(
         f"--vram {vram / GIB:.1f} GiB: nothing fits; the smallest predicted peak is {prediction.peak / GIB:.2f} GiB "
         f"({options.label()}), which needs {(prediction.peak * (1 + MARGIN) + RESERVED) / GIB:.2f} GiB with the margin"
     )
+
+
+def fewest_swapped(top: Options, blocks: int, vram: int, predict: Callable[[Options], Prediction]) -> tuple[Options, Prediction]:
+    """The fewest `--blocks_to_swap` on top of `top` whose peak fits (or the most there can be,
+    when none fits). The peak falls by about one block's weights per swapped block, so the count
+    is interpolated between none and the most, then checked (a few predictions, not one per N)."""
+    most = dataclasses.replace(top, blocks_to_swap=blocks - 1)
+    high = predict(most)
+    if not fits(high.peak, vram):
+        return most, high
+    low = predict(dataclasses.replace(top, blocks_to_swap=0))
+    per_block = max((low.peak - high.peak) / (blocks - 1), 1.0)
+    allowed = (vram - RESERVED) / (1 + MARGIN)
+    least = max(1, top.blocks_to_swap)  # the run's own --blocks_to_swap stays the floor
+    count = min(max(math.ceil((low.peak - allowed) / per_block), least), blocks - 1)
+    best = (most, high)
+    while count < blocks - 1:  # up until it fits
+        options = dataclasses.replace(top, blocks_to_swap=count)
+        prediction = predict(options)
+        if fits(prediction.peak, vram):
+            best = (options, prediction)
+            break
+        count += 1
+    while best[0].blocks_to_swap > least:  # and down while one fewer still fits
+        options = dataclasses.replace(top, blocks_to_swap=best[0].blocks_to_swap - 1)
+        prediction = predict(options)
+        if not fits(prediction.peak, vram):
+            break
+        best = (options, prediction)
+    return best
 
 
 def parse_vram(value: str) -> int:

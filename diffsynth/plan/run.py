@@ -49,7 +49,7 @@ class Planner:
     def choose(self, vram: int) -> tuple[choices.Options, dict[str, Any]]:
         """The fastest option set that fits `vram` and its row; none: a one-line `UserError`."""
         order = choices.candidates(self.floor, self.can_fp8_denoiser, bool(self.encoders))
-        options, _ = choices.fastest_fitting(order, vram, self.predicted)
+        options, _ = choices.fastest_fitting(order, vram, self.predicted, self.base.repeated_blocks)
         return options, {**self.row(options), "vram_gib": round(vram / GIB, 1)}
 
 
@@ -81,6 +81,7 @@ def fit_to_vram(registry: FamilyRegistry, config: TrainConfig, vram_text: str) -
     out.use_gradient_checkpointing = chosen.use_gradient_checkpointing
     out.use_gradient_checkpointing_offload = chosen.use_gradient_checkpointing_offload
     out.fp8_models = chosen.fp8_models
+    out.blocks_to_swap = chosen.blocks_to_swap
     line = (
         f"--vram {row['vram_gib']} GiB: {row['options']} fits (predicted peak {row['peak_gib']:.2f} GiB); "
         f"applying {row['flags'] or 'no extra flags'}"

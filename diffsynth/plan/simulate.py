@@ -60,6 +60,8 @@ class Prediction:
     settings: dict[str, Any] = field(default_factory=dict)
     components: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: how many blocks `--blocks_to_swap` can choose from (0: the family declares none)
+    repeated_blocks: int = 0
 
 
 DEVICES = ("cuda", "cpu")
@@ -274,7 +276,16 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
         settings=settings(config, family, plan, device),
         components=list(pipeline.modules),
         seconds=time.perf_counter() - started,
+        repeated_blocks=count_blocks(family, pipeline),
     )
+
+
+def count_blocks(family: FamilySpec, pipeline: FamilyPipeline) -> int:
+    from diffsynth.training.block_swap import repeated_blocks
+
+    if not family.repeated_blocks:
+        return 0
+    return len(repeated_blocks(pipeline.modules[pipeline.denoiser], family.repeated_blocks, family.name))
 
 
 def swapped_weights(config: TrainConfig, family: FamilySpec, pipeline: FamilyPipeline) -> set[torch.nn.Parameter]:
