@@ -14,7 +14,13 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests"]
 
-PLUGINS = ["plugins/diffsynth-qwen-image", "plugins/diffsynth-flux", "plugins/diffsynth-wan"]
+PLUGINS = [
+    "plugins/diffsynth-qwen-image",
+    "plugins/diffsynth-flux",
+    "plugins/diffsynth-wan",
+    "plugins/diffsynth-flux2",
+    "plugins/diffsynth-z-image",
+]
 TINY_MODEL = "models/Qwen/Qwen-Image"
 
 

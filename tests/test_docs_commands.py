@@ -20,7 +20,7 @@ def runnable_blocks() -> list[tuple[str, str]]:
 
 
 def test_the_quickstart_and_every_family_page_have_a_runnable_block():
-    assert {"quickstart.md", "qwen-image.md", "flux.md", "wan.md"} <= {page for page, _ in runnable_blocks()}
+    assert {"quickstart.md", "qwen-image.md", "flux.md", "wan.md", "flux2.md", "z-image.md"} <= {page for page, _ in runnable_blocks()}
 
 
 @pytest.mark.slow
