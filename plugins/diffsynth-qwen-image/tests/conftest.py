@@ -74,3 +74,27 @@ def sample(edit: bool = False) -> Sample:
     if edit:
         fields["edit_image"] = image(1, 48, 32)
     return Sample(index=0, fields=fields)
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data"
+
+
+def write_multi_reference_dataset(folder: Path) -> dict:
+    """DiffSynth-Studio's Edit-2509 dataset shape from the repo's edit examples: metadata.json
+    whose `edit_image` is a list (the picture to edit, then a colour reference); returns the
+    TrainConfig fields (and flags) of its seed command."""
+    import json
+    import shutil
+
+    shutil.copytree(EXAMPLES / "edit" / "images", folder / "images", dirs_exist_ok=True)
+    rows = json.loads((EXAMPLES / "edit" / "metadata.json").read_text())
+    for row in rows:
+        colour = row["image"].split("/")[-1].split("_")[0]
+        reference = next(p.name for p in sorted((folder / "images").glob(f"{colour}_*")) if p.name not in row["image"])
+        row["edit_image"] = [row["edit_image"], f"images/{reference}"]
+        row["prompt"] = "make picture 1 the colour of picture 2"
+    (folder / "metadata.json").write_text(json.dumps(rows, indent=2))
+    return {
+        "dataset_base_path": folder, "dataset_metadata_path": folder / "metadata.json", "max_pixels": 4096,
+        "data_file_keys": "image,edit_image", "extra_inputs": "edit_image",
+    }  # fmt: skip

@@ -1,6 +1,10 @@
-"""Every generic train option on Qwen-Image and Qwen-Image-Edit (diffsynth.testing.matrix)."""
+"""Every generic train option on Qwen-Image and Qwen-Image-Edit (diffsynth.testing.matrix); the
+2512, Edit-2509 (list-valued edit_image) and Edit-2511 presets run their FP8 cell on the DiT in
+CI and every cell with DIFFSYNTH_FULL_MATRIX=1."""
 
 from pathlib import Path
+
+from conftest import write_multi_reference_dataset
 
 from diffsynth.testing.matrix import MatrixCase, OptionMatrix
 
@@ -15,4 +19,7 @@ class TestQwenImageOptions(OptionMatrix):
             "dataset_base_path": DATA / "edit", "max_pixels": 4096,
             "data_file_keys": "image,edit_image", "extra_inputs": "edit_image",
         }),
+        MatrixCase("tiny-2512", variant="2512", options={"dataset_base_path": DATA, "max_pixels": 4096}, components=("dit",), second_trained="text_encoder"),
+        MatrixCase("tiny-edit-2509", variant="edit-2509", make_dataset=write_multi_reference_dataset, components=("dit",), second_trained="text_encoder"),
+        MatrixCase("tiny-edit-2511", variant="edit-2511", make_dataset=write_multi_reference_dataset, components=("dit",), second_trained="text_encoder"),
     )

@@ -108,3 +108,13 @@ def test_the_learns_model_sampled_through_the_pipeline_lands_on_its_class(model_
                 correct += min(dist, key=dist.get) == c
                 total += 1
     assert correct >= 0.9 * total, f"{correct}/{total}"
+
+
+def test_edit_2509_samples_qwen_image_edit_plus_with_several_images(model_base, tmp_path):
+    """`--variant edit-2509` with two `--edit_image`: QwenImageEditPlusPipeline (which VAE-encodes
+    each reference at 1024^2, the slow part: two steps, no CFG) writes the asked size."""
+    Image.new("RGB", (40, 24), (200, 20, 20)).save(tmp_path / "first.png")
+    Image.new("RGB", (24, 40), (20, 20, 200)).save(tmp_path / "second.png")
+    args = ("--variant", "edit-2509", "--steps", "2", "--cfg_scale", "1", "--edit_image", tmp_path / "first.png")
+    out = sample(model_base, tmp_path, "plus.png", *args, "--edit_image", tmp_path / "second.png", prompt="picture 2's colour")
+    assert out.shape == (1, 32, 48, 3) and out.std() > 0

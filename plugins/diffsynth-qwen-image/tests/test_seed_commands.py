@@ -4,11 +4,14 @@ CI), run offline as subprocesses against `models init` tiny presets in the real 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+
+from conftest import REPOS, write_multi_reference_dataset
 
 from diffsynth.testing.cli import run_diffsynth
 
@@ -26,12 +29,16 @@ EDIT_SOURCES = BASE_SOURCES.replace("Qwen/Qwen-Image:transformer", "Qwen/Qwen-Im
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    """A working directory with ./models holding both tiny repos, as `models init` writes them."""
+def workdir(tmp_path_factory, model_base) -> Path:
+    """A working directory with ./models holding every tiny repo, as `models init` writes them
+    (the variants' are copies of the session's presets: `models init` itself runs twice)."""
     root = tmp_path_factory.mktemp("seed")
-    for repo, preset in (("Qwen/Qwen-Image", "tiny"), ("Qwen/Qwen-Image-Edit", "tiny-edit")):
-        out = run_diffsynth("models", "init", "qwen-image", f"models/{repo}", "--preset", preset, cwd=root)
-        assert out.returncode == 0, out.stderr
+    for repo, preset in REPOS.items():
+        if preset in ("tiny", "tiny-edit"):
+            out = run_diffsynth("models", "init", "qwen-image", f"models/{repo}", "--preset", preset, cwd=root)
+            assert out.returncode == 0, out.stderr
+        else:
+            shutil.copytree(model_base / repo, root / "models" / repo)
     return root
 
 
@@ -105,3 +112,52 @@ def test_seed_edit_command(workdir):
     assert result.returncode == 0, result.stderr
     lora = load_file(workdir / "models/train/edit/epoch-0.safetensors")
     assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())
+
+
+def dit_inputs(image_tokens: int) -> dict:
+    """One DiT call of an image and a reference of 2x2 tokens each."""
+    g = torch.Generator().manual_seed(0)
+    return dict(
+        hidden_states=torch.randn(1, 4 * image_tokens, 64, generator=g), encoder_hidden_states=torch.randn(1, 7, 32, generator=g),
+        timestep=torch.tensor([0.5]), img_shapes=[[(1, 2, 2)] * image_tokens], return_dict=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("repo", "extra"),
+    [
+        ("Qwen/Qwen-Image-2512", []),
+        ("Qwen/Qwen-Image-Edit-2509", ["--data_file_keys", "image,edit_image", "--extra_inputs", "edit_image"]),
+        ("Qwen/Qwen-Image-Edit-2511", ["--data_file_keys", "image,edit_image", "--extra_inputs", "edit_image", "--zero_cond_t"]),
+    ],
+)
+def test_seed_variant_lora_command_trains_and_loads_in_its_diffusers_pipeline(workdir, tmp_path, repo, extra):
+    """DiffSynth-Studio's lora/Qwen-Image-2512.sh, Qwen-Image-Edit-2509.sh (metadata.json with a
+    list of edit images) and Qwen-Image-Edit-2511.sh (+ --zero_cond_t), offline; the LoRA loads
+    in the pipeline class of the repo's model_index.json and changes the transformer's output."""
+    import diffusers
+
+    edit = bool(extra)
+    data = write_multi_reference_dataset(tmp_path) if edit else {"dataset_base_path": DATA}
+    out_dir = f"./models/train/{repo.split('/')[1]}_lora"
+    cmd = seed_lora_command(str(data.get("dataset_metadata_path", DATA / "metadata.csv")), out_dir, BASE_SOURCES.replace("Qwen/Qwen-Image:transformer", f"{repo}:transformer"))
+    cmd[cmd.index("--dataset_base_path") + 1] = str(data["dataset_base_path"])
+    result = run_diffsynth(*cmd, *extra, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lora = workdir / out_dir / "epoch-0.safetensors"
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in load_file(lora).items())
+
+    folder = workdir / "models" / repo
+    pipeline_class = json.loads((folder / "model_index.json").read_text())["_class_name"]
+    assert pipeline_class == ("QwenImageEditPlusPipeline" if edit else "QwenImagePipeline")
+    transformer = diffusers.QwenImageTransformer2DModel.from_pretrained(folder / "transformer")
+    assert transformer.config.zero_cond_t == repo.endswith("2511")
+    components = dict(scheduler=None, vae=None, text_encoder=None, tokenizer=None, transformer=transformer)
+    pipe = getattr(diffusers, pipeline_class)(**components, **({"processor": None} if edit else {}))
+    kwargs = dit_inputs(2 if edit else 1)
+    with torch.no_grad():
+        before = pipe.transformer(**kwargs)[0]
+        pipe.load_lora_weights(str(lora))
+        after = pipe.transformer(**kwargs)[0]
+    assert pipe.get_list_adapters() == {"transformer": ["default_0"]}
+    assert (after - before).abs().max() > 1e-6
