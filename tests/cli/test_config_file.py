@@ -1,5 +1,5 @@
 """`--config run.toml`, `--print_config`, and the CLI hygiene items: --version, -h, completion,
-switches shown as switches. Through the real CLI in subprocesses."""
+switches shown as switches. Through the real CLI entry point, in-process (run_main)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffsynth import __version__
-from tests.conftest import EXAMPLE_DATA, run_cli
+from tests.conftest import EXAMPLE_DATA, run_main
 
 FLAGS = [
     "--dataset_base_path", str(EXAMPLE_DATA), "--max_pixels", "4096", "--lora_base_model", "dit",
@@ -42,10 +42,10 @@ def _trained(out):
 
 def test_a_toml_run_equals_the_cli_run_bit_for_bit(toy_models, tmp_path):
     env = {"DIFFSYNTH_MODEL_BASE_PATH": str(toy_models)}
-    cli = run_cli("train", "toy", *FLAGS, "--output_path", str(tmp_path / "cli"), **env)
+    cli = run_main("train", "toy", *FLAGS, "--output_path", str(tmp_path / "cli"), **env)
     assert cli.returncode == 0, cli.stderr
     (tmp_path / "run.toml").write_text(TOML)
-    toml = run_cli("train", "toy", "--config", str(tmp_path / "run.toml"), "--output_path", str(tmp_path / "toml"), **env)
+    toml = run_main("train", "toy", "--config", str(tmp_path / "run.toml"), "--output_path", str(tmp_path / "toml"), **env)
     assert toml.returncode == 0, toml.stderr
     (a, la), (b, lb) = _trained(tmp_path / "cli"), _trained(tmp_path / "toml")
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
@@ -56,14 +56,14 @@ def test_a_toml_run_equals_the_cli_run_bit_for_bit(toy_models, tmp_path):
 
 def test_print_config_round_trips_and_the_command_line_wins(tmp_path):
     (tmp_path / "run.toml").write_text(TOML)
-    first = run_cli("train", "toy", "--config", str(tmp_path / "run.toml"), "--seed", "9", "--print_config")
+    first = run_main("train", "toy", "--config", str(tmp_path / "run.toml"), "--seed", "9", "--print_config")
     assert first.returncode == 0, first.stderr
     assert "seed = 9\n" in first.stdout and "discrete_flow_shift = 2.5\n" in first.stdout
     assert 'lora_target_modules = "to_q,to_out"\n' in first.stdout
     (tmp_path / "effective.toml").write_text(first.stdout)
-    again = run_cli("train", "toy", "--config", str(tmp_path / "effective.toml"), "--print_config")
+    again = run_main("train", "toy", "--config", str(tmp_path / "effective.toml"), "--print_config")
     assert again.stdout == first.stdout
-    direct = run_cli("train", "toy", *FLAGS, "--seed", "9", "--print_config")
+    direct = run_main("train", "toy", *FLAGS, "--seed", "9", "--print_config")
     assert direct.stdout == first.stdout  # the same options, whether from the file or the flags
 
 
@@ -78,30 +78,30 @@ def test_bad_config_files_fail_with_one_line(tmp_path):
     for i, (text, message) in enumerate(cases.items()):
         path = tmp_path / f"bad{i}.toml"
         path.write_text(text)
-        result = run_cli("train", "toy", "--config", str(path))
+        result = run_main("train", "toy", "--config", str(path))
         assert result.returncode == 2
         assert result.stderr.startswith("error: " + message.format(p=path)), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
-    missing = run_cli("train", "toy", "--config", str(tmp_path / "nope.toml"))
+    missing = run_main("train", "toy", "--config", str(tmp_path / "nope.toml"))
     assert missing.returncode == 2 and missing.stderr == f"error: --config: file not found: {tmp_path / 'nope.toml'}\n"
 
 
 def test_version_short_help_and_completion():
-    version = run_cli("--version")
+    version = run_main("--version")
     assert version.returncode == 0 and version.stdout == f"diffsynth {__version__}\n"
     for args in (["-h"], ["train", "toy", "-h"], ["models", "-h"]):
-        result = run_cli(*args)
+        result = run_main(*args)
         assert result.returncode == 0 and "Usage: diffsynth" in result.stdout, (args, result.stderr)
-    root = run_cli("--help").stdout
+    root = run_main("--help").stdout
     assert "--install-completion" in root and "--show-completion" in root
-    script = run_cli("--show-completion", "bash")
+    script = run_main("--show-completion", "bash")
     assert script.returncode == 0 and "_DIFFSYNTH_COMPLETE" in script.stdout
 
 
 def test_switches_render_as_switches_and_work_without_a_value(tmp_path):
-    text = run_cli("train", "toy", "--help", COLUMNS="200").stdout
+    text = run_main("train", "toy", "--help", COLUMNS="200").stdout
     line = next(x for x in text.splitlines() if "--use-gradient-checkpointing " in x)
     assert "<bool>" not in line and "Recompute activations" in line
     assert "--lora-rank" in text and "<int>" in text  # options that take a value still show it
-    printed = run_cli("train", "toy", "--use_gradient_checkpointing", "--overwrite", "--print_config").stdout
+    printed = run_main("train", "toy", "--use_gradient_checkpointing", "--overwrite", "--print_config").stdout
     assert "use_gradient_checkpointing = true" in printed and "overwrite = true" in printed

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, run_cli, run_main
 
 HEAVY = ("torch", "diffusers", "transformers", "peft", "accelerate")
 
@@ -23,13 +23,13 @@ def test_models_list_imports_no_heavy_module():
 
 
 def test_models_list_json_names_plugin_and_version():
-    out = run_cli("models", "list", "--json")
+    out = run_main("models", "list", "--json")
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["toy"]["status"] == "ok" and rows["toy"]["plugin"] == "toy_family:plugin"
 
 
 def test_broken_plugin_is_reported_and_others_still_work():
-    out = run_cli("models", "list", "--json", DIFFSYNTH_PLUGINS="toy_family:plugin,no_such_plugin_module")
+    out = run_main("models", "list", "--json", DIFFSYNTH_PLUGINS="toy_family:plugin,no_such_plugin_module")
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["no_such_plugin_module"]["status"] == "broken"
@@ -38,7 +38,7 @@ def test_broken_plugin_is_reported_and_others_still_work():
 
 
 def test_models_info_json_lists_sources_targets_presets():
-    out = run_cli("models", "info", "toy", "--json")
+    out = run_main("models", "info", "toy", "--json")
     info = json.loads(out.stdout)
     assert info["variants"][0]["model_sources"] == ["toy/Toy:dit/*.safetensors"]
     assert info["default_lora_targets"] == ["to_q", "to_out"]
@@ -46,13 +46,13 @@ def test_models_info_json_lists_sources_targets_presets():
 
 
 def test_models_init_writes_identifiable_checkpoint(tmp_path):
-    out = run_cli("models", "init", "toy", str(tmp_path / "m"), "--preset", "tiny", "--seed", "3")
+    out = run_main("models", "init", "toy", str(tmp_path / "m"), "--preset", "tiny", "--seed", "3")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "m" / "dit" / "model.safetensors").stat().st_size > 0
 
 
 def test_unknown_family_lists_registered_ones_in_one_line():
-    out = run_cli("models", "info", "nope")
+    out = run_main("models", "info", "nope")
     assert out.returncode == 2
     line = out.stderr.strip()
     assert line.startswith("error: unknown model family 'nope'; registered families: ")
@@ -61,7 +61,7 @@ def test_unknown_family_lists_registered_ones_in_one_line():
 
 
 def test_unknown_preset_is_one_line_error(tmp_path):
-    out = run_cli("models", "init", "toy", str(tmp_path), "--preset", "huge")
+    out = run_main("models", "init", "toy", str(tmp_path), "--preset", "huge")
     assert out.returncode != 0
     assert out.stderr.strip() == "error: --preset: toy has no preset 'huge'; presets: tiny"
 

@@ -7,7 +7,7 @@ from safetensors import safe_open
 
 from diffsynth.cli import main as cli_main
 from diffsynth.cli import train_cmd
-from tests.conftest import EXAMPLE_DATA, run_cli
+from tests.conftest import EXAMPLE_DATA, run_main
 
 
 def parsed_config(monkeypatch, *args):
@@ -40,7 +40,7 @@ def one_line_error(result):
 
 
 def train(tmp_path, models, *args, **env):
-    return run_cli(
+    return run_main(
         "train", "toy", "--dataset_base_path", str(EXAMPLE_DATA), "--output_path", str(tmp_path / "out"),
         *args, DIFFSYNTH_MODEL_BASE_PATH=str(models), **env,
     )

@@ -3,11 +3,11 @@
 import json
 import shutil
 
-from tests.conftest import EXAMPLE_DATA, run_cli
+from tests.conftest import EXAMPLE_DATA, run_main
 
 
 def test_clean_example_data_passes():
-    out = run_cli("dataset", "check", "--dataset_base_path", str(EXAMPLE_DATA), "--json")
+    out = run_main("dataset", "check", "--dataset_base_path", str(EXAMPLE_DATA), "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["rows"] == 8 and report["problems"] == [] and report["duplicates"] == []
@@ -30,7 +30,7 @@ def test_broken_copy_reports_each_defect(tmp_path):
               "images/wide.png,w", lines[1]]
     (data / "metadata.csv").write_text("\n".join(lines) + "\n")
 
-    out = run_cli("dataset", "check", "--dataset_base_path", str(data), "--max_pixels", "4096", "--json")
+    out = run_main("dataset", "check", "--dataset_base_path", str(data), "--max_pixels", "4096", "--json")
     assert out.returncode == 1
     report = json.loads(out.stdout)
     problems = {p["row"]: p["message"] for p in report["problems"]}
@@ -43,5 +43,5 @@ def test_broken_copy_reports_each_defect(tmp_path):
     assert report["sizes"]["96x64"] == 1
     assert report["resized"] == 1 and report["cropped"] == 1  # 96x64 -> cover 64x64 -> crop 32 columns
 
-    text = run_cli("dataset", "check", "--dataset_base_path", str(data))
+    text = run_main("dataset", "check", "--dataset_base_path", str(data))
     assert "problem: row 9, column 'image'" in text.stdout and "duplicate: row 14 repeats row 1" in text.stdout

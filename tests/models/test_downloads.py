@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE_DATA, cli_env, run_cli
+from tests.conftest import EXAMPLE_DATA, cli_env, run_cli, run_main
 from tests.hub.server import HubServer
 
 SOURCES = ["modelscope", "huggingface"]
@@ -23,7 +23,7 @@ TOY = "toy/Toy"
 @pytest.fixture(scope="module")
 def qwen_repo(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hub") / QWEN
-    result = run_cli("models", "init", "qwen-image", str(folder), "--preset", "tiny")
+    result = run_main("models", "init", "qwen-image", str(folder), "--preset", "tiny")
     assert result.returncode == 0, result.stderr
     return folder
 

@@ -135,12 +135,12 @@ def test_plain_lora_export_is_unchanged(toy_models, tmp_path):
 
 
 def test_other_kinds_refuse_continuing_a_lora_file(tmp_path):
-    from tests.conftest import EXAMPLE_DATA, run_cli
+    from tests.conftest import EXAMPLE_DATA, run_main
 
     (tmp_path / "x.safetensors").write_bytes(b"")
-    result = run_cli("train", "toy", "--dataset_base_path", str(EXAMPLE_DATA), "--lora_base_model", "dit",
+    result = run_main("train", "toy", "--dataset_base_path", str(EXAMPLE_DATA), "--lora_base_model", "dit",
                      "--lora_type", "lokr", "--lora_checkpoint", str(tmp_path / "x.safetensors"), "--output_path", str(tmp_path / "o"))
     assert result.returncode == 2 and "--lora_checkpoint: continuing a LoRA file works for --lora_type lora only" in result.stderr
-    bad = run_cli("train", "toy", "--dataset_base_path", str(EXAMPLE_DATA), "--lora_base_model", "dit", "--lora_type", "lycoris",
+    bad = run_main("train", "toy", "--dataset_base_path", str(EXAMPLE_DATA), "--lora_base_model", "dit", "--lora_type", "lycoris",
                   "--output_path", str(tmp_path / "o"))
     assert bad.returncode == 2 and bad.stderr == "error: --lora_type: expected one of lora, lokr, loha, dora, got 'lycoris'\n"

@@ -16,7 +16,7 @@ from diffsynth.models.sources import MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV
 from diffsynth.plugins import load_registry
 from diffsynth.testing.learns import train_and_sample, write_two_class_dataset
 from diffsynth.training.optim import build_optimizer, parse_optimizer_args
-from tests.conftest import EXAMPLE_DATA, run_cli
+from tests.conftest import EXAMPLE_DATA, run_main
 
 
 def installed(module: str) -> bool:
@@ -68,7 +68,7 @@ def test_optimizer_args_parse_python_literals():
 
 
 def test_adamw8bit_without_bitsandbytes_or_a_gpu_is_one_line(toy_models, tmp_path):
-    result = run_cli("train", "toy", "--dataset_base_path", str(EXAMPLE_DATA), "--lora_base_model", "dit", "--max_pixels", "4096",
+    result = run_main("train", "toy", "--dataset_base_path", str(EXAMPLE_DATA), "--lora_base_model", "dit", "--max_pixels", "4096",
                      "--optimizer", "adamw8bit", "--output_path", str(tmp_path / "o"), DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     if not installed("bitsandbytes"):
@@ -92,6 +92,6 @@ def test_bad_optimizer_flags_are_one_line(toy_models, tmp_path):
         ("--lr_warmup_steps", "5"): "error: --lr_warmup_steps: the constant schedule has no warm-up; use --lr_scheduler constant_with_warmup\n",
     }
     for i, (flags, message) in enumerate(cases.items()):
-        result = run_cli(*common, *flags, "--output_path", str(tmp_path / f"o{i}"), DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
+        result = run_main(*common, *flags, "--output_path", str(tmp_path / f"o{i}"), DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
         assert result.returncode == 2 and result.stderr.startswith(message), (flags, result.stderr)
         assert len(result.stderr.splitlines()) == 1

@@ -1,6 +1,6 @@
 """One run owns its output folder: earlier results are never replaced unless asked, a lock stops a
 second run (a stale one is taken over), files get the user's umask. Real runs of the toy family
-through the CLI, in subprocesses."""
+through the CLI: in-process (run_main), but for the run that holds the lock, its own process."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import EXAMPLE_DATA, cli_env, run_cli
+from tests.conftest import EXAMPLE_DATA, cli_env, run_main
 
 LOCK = ".diffsynth.lock"
 
@@ -23,7 +23,7 @@ def args(out: Path, *extra: str) -> list[str]:
 
 
 def train(models: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli(*args(out, *extra), DIFFSYNTH_MODEL_BASE_PATH=str(models))
+    return run_main(*args(out, *extra), DIFFSYNTH_MODEL_BASE_PATH=str(models))
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -124,11 +124,11 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(toy_models, tmp_path):
 
 def test_files_get_the_users_umask(toy_models, tmp_path):
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "diffsynth", *args(out, "--max_steps", "2", "--checkpointing_steps", "2")],
-        env=cli_env(DIFFSYNTH_MODEL_BASE_PATH=str(toy_models)), capture_output=True, text=True,
-        preexec_fn=lambda: os.umask(0o027),
-    )
+    mask = os.umask(0o027)  # the whole run under the user's umask, as a shell with `umask 027` starts it
+    try:
+        result = train(toy_models, out, "--max_steps", "2", "--checkpointing_steps", "2")
+    finally:
+        os.umask(mask)
     assert result.returncode == 0, result.stderr
     modes = {str(p.relative_to(out)): oct(p.stat().st_mode & 0o777) for p in out.rglob("*") if p.is_file()}
     assert modes and set(modes.values()) == {oct(0o640)}, modes
@@ -136,12 +136,12 @@ def test_files_get_the_users_umask(toy_models, tmp_path):
 
 def test_models_init_refuses_a_model_folder_and_overwrite_replaces_it(tmp_path):
     folder = tmp_path / "Toy"
-    assert run_cli("models", "init", "toy", str(folder), "--preset", "tiny").returncode == 0
+    assert run_main("models", "init", "toy", str(folder), "--preset", "tiny").returncode == 0
     before = snapshot(folder)
-    again = run_cli("models", "init", "toy", str(folder), "--preset", "tiny", "--seed", "1")
+    again = run_main("models", "init", "toy", str(folder), "--preset", "tiny", "--seed", "1")
     assert again.returncode == 2 and "folder is not empty" in again.stderr
     assert snapshot(folder) == before
-    replaced = run_cli("models", "init", "toy", str(folder), "--preset", "tiny", "--seed", "1", "--overwrite")
+    replaced = run_main("models", "init", "toy", str(folder), "--preset", "tiny", "--seed", "1", "--overwrite")
     assert replaced.returncode == 0, replaced.stderr
     assert snapshot(folder) != before
     mask = os.umask(0)
