@@ -71,7 +71,7 @@ def random_module(cls_name: str, config: dict):
     for name, p in list(module.named_parameters()):
         value = torch.empty(p.shape, dtype=torch.bfloat16, device="cuda")
         value.fill_(1.0) if p.ndim == 1 and "norm" in name else value.normal_(0, 0.02)
-        set_module_tensor_to_device(module, name, "cuda", value=value)
+        set_module_tensor_to_device(module, name, "cuda", value=value, dtype=torch.bfloat16)  # else: the meta fp32
     return module.to("cuda")
 
 
@@ -293,7 +293,7 @@ def measure(models=tuple(CONFIGS), modes=MODES, steps: int = 5, timeout: float =
             try:
                 r = in_subprocess("benchmarks.gpu.bench:step_in_child", timeout=timeout, env=clean_env(), model=model, mode=mode, steps=steps)
             except Exception as exc:  # noqa: BLE001 - a crashed or timed-out child is a result too
-                r = {"s_per_step": None, "peak_gb": None, "oom": False, "error": str(exc)[-300:]}
+                r = {"s_per_step": None, "peak_gb": None, "oom": False, "error": str(exc)[-1500:]}
             shape = "480x832x81" if model == "wan" else "1024x1024"
             details = {"lora_rank": 32, "dtype": "bf16", "size": shape, **{k: v for k, v in r.items() if k not in ("s_per_step", "peak_gb")}}
             yield Record(f"gpu.{model}.{mode}.s_per_step", r["s_per_step"], "s/step", details=details)

@@ -33,6 +33,7 @@ from diffsynth.errors import UserError
 from diffsynth.plan.fake import UnknownValuesAreOne, fake_mode, make_fake, tensor_attributes
 from diffsynth.plan.sample import image_size, planned_sample
 from diffsynth.plan.tracker import LiveMemory, storage_key
+from torch.utils._pytree import tree_leaves
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
 from diffsynth.training.family_hooks import FamilyHooks
@@ -227,20 +228,36 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
     plan = plan_training(family, config, pipeline)
     apply_plan(plan, pipeline, config)  # on the meta device: the trainer's order and code
     labels = Labels(pipeline)
+    cached = runs_from_cache(config)
+    train_preprocess = any(n != pipeline.denoiser for n in plan.components)
     with fake_mode() as mode, UnknownValuesAreOne():
         done: dict[int, torch.Tensor] = {}
         for module in pipeline.modules.values():
             make_fake(module, pipeline.device, done)
         on_host = labels.swapped = swapped_weights(config, family, pipeline)  # before the tracker: host memory
-        with LiveMemory(labels=labels) as memory, kernel_workspaces(device):
+        tables = {name: tensor_attributes(module, mode) for name, module in pipeline.modules.items()}  # held: see tensor_attributes
+
+        def add_weights(memory: LiveMemory, names: list[str]) -> dict[str, int]:
             weights = {}
-            tables = {name: tensor_attributes(module, mode) for name, module in pipeline.modules.items()}  # held: see tensor_attributes
-            for name, module in pipeline.modules.items():
-                frozen = [t for t in module.parameters() if not t.requires_grad and t not in on_host]
-                frozen += list(module.buffers()) + tables[name]
+            for name in names:
+                frozen = [t for t in pipeline.modules[name].parameters() if not t.requires_grad and t not in on_host]
+                frozen += list(pipeline.modules[name].buffers()) + tables[name]
                 for t in frozen:
                     memory.add(t)
                 weights[weights_label(name)] = memory.live_bytes(frozen)
+            return weights
+
+        encoders = [n for n in pipeline.modules if n != pipeline.denoiser]
+        encoding = None
+        if cached:  # the encoders run alone (the cache is built, or was), then leave the device
+            labels.weights_done([])
+            with LiveMemory(labels=labels) as encoding, kernel_workspaces(device):
+                cache_weights = add_weights(encoding, encoders)
+                with encoding.phase("encoders"):
+                    inputs = hooks.preprocess(pipeline, sample, context, with_grad=False)
+                encoding.finish()
+        with LiveMemory(labels=labels) as memory, kernel_workspaces(device):
+            weights = add_weights(memory, [pipeline.denoiser] if cached else list(pipeline.modules))
             params = [p for name in plan.components for p in pipeline.modules[name].parameters() if p.requires_grad]
             for p in params:
                 memory.add(p)
@@ -252,10 +269,14 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
                 p.grad = torch.zeros_like(p)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            train_preprocess = any(n != pipeline.denoiser for n in plan.components)
             with saved_tensors_off_device(config.use_gradient_checkpointing_offload and device == "cuda"):
-                with memory.phase("encoders"):
-                    inputs = hooks.preprocess(pipeline, sample, context, with_grad=train_preprocess)
+                if cached:
+                    for t in tree_leaves(inputs):  # read from the cache onto the device
+                        if isinstance(t, torch.Tensor):
+                            memory.add(t)
+                else:
+                    with memory.phase("encoders"):
+                        inputs = hooks.preprocess(pipeline, sample, context, with_grad=train_preprocess)
                 with memory.phase("denoiser"):
                     loss = hooks.loss(pipeline, inputs, context)
                     loss.backward()
@@ -263,21 +284,35 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
             memory.finish()
-    breakdown = dict(memory.at_peak)
+    peak, breakdown = memory.peak - stale, dict(memory.at_peak)
     if stale:
         breakdown[OPTIMIZER] -= stale
+    phases = {name: phase.peak - stale for name, phase in memory.phases.items()}
+    if encoding is not None:  # a cached run: the cache build's peak is its own
+        phases = {**{name: phase.peak for name, phase in encoding.phases.items()}, **phases}
+        weights = {**cache_weights, **weights}
+        if encoding.peak > peak:
+            peak, breakdown = encoding.peak, dict(encoding.at_peak)
     return Prediction(
         family=family.name,
         variant=config.variant,
-        peak=memory.peak - stale,
+        peak=peak,
         breakdown=dict(sorted(breakdown.items())),
         weights=weights,
-        phases={name: phase.peak - stale for name, phase in memory.phases.items()},
-        settings=settings(config, family, plan, device),
+        phases=phases,
+        settings={**settings(config, family, plan, device), "cached": cached},
         components=list(pipeline.modules),
         seconds=time.perf_counter() - started,
         repeated_blocks=count_blocks(family, pipeline),
     )
+
+
+def runs_from_cache(config: TrainConfig) -> bool:
+    """`--cache`, `--cache_dir`, `--task sft:train`: the encoders are on the device only while
+    the cache is built, the denoiser trains on cached inputs."""
+    from diffsynth.cache.stage import DATA_PROCESS, cache_folder
+
+    return config.task != DATA_PROCESS and cache_folder(config) is not None
 
 
 def count_blocks(family: FamilySpec, pipeline: FamilyPipeline) -> int:

@@ -56,19 +56,41 @@ def test_nothing_fits_names_the_most_swapped_peak():
 
 
 def test_tiny_qwen_image_plan_chooses_a_swap(model_base, monkeypatch):
-    """On the tiny preset (2 blocks): a card between the peak with every option and the peak with
-    one block swapped gets `--blocks_to_swap 1`, and plan's swapped prediction is lower."""
+    """On the tiny preset (2 blocks), every other option already on: a card between the peak
+    without a swap and the peak with one block swapped gets `--blocks_to_swap 1`, and plan's
+    swapped prediction holds fewer denoiser weights."""
     from diffsynth.config import TrainConfig
     from diffsynth.plan.run import Planner
     from diffsynth.plugins import load_registry
 
     monkeypatch.setenv("DIFFSYNTH_MODEL_BASE_PATH", str(model_base))
     monkeypatch.setenv("DIFFSYNTH_SKIP_DOWNLOAD", "True")
-    config = TrainConfig(family="qwen-image", lora_base_model="dit", lora_rank=4, max_pixels=4096, use_gradient_checkpointing=True)
+    config = TrainConfig(family="qwen-image", lora_base_model="dit", lora_rank=4, max_pixels=4096,
+                         use_gradient_checkpointing_offload=True, fp8_models="dit,text_encoder,vae")  # fmt: skip
     planner = Planner(load_registry(), config, "cpu")
-    top = choices.candidates(planner.floor, planner.can_fp8_denoiser, bool(planner.encoders))[-1]
-    plain, swapped = planner.predicted(top), planner.predicted(dataclasses.replace(top, blocks_to_swap=1))
+    plain, swapped = planner.base, planner.predicted(dataclasses.replace(planner.floor, blocks_to_swap=1))
     assert planner.base.repeated_blocks == 2 and swapped.peak < plain.peak
     assert swapped.weights["weights: dit"] < plain.weights["weights: dit"]
     options, row = planner.choose((needed(plain.peak) + needed(swapped.peak)) // 2)
     assert options.blocks_to_swap == 1 and row["flags"].endswith("--blocks_to_swap 1")
+
+
+def test_tiny_qwen_image_cached_run_keeps_encoders_and_denoiser_apart(model_base, monkeypatch):
+    """`--cache`: the cache build holds the encoders without the denoiser (exactly the uncached
+    encoders phase minus the denoiser's weights, its LoRA and optimizer state), and training
+    holds the denoiser without the encoders."""
+    from diffsynth.config import TrainConfig
+    from diffsynth.plan.simulate import predict
+    from diffsynth.plugins import load_registry
+
+    monkeypatch.setenv("DIFFSYNTH_MODEL_BASE_PATH", str(model_base))
+    monkeypatch.setenv("DIFFSYNTH_SKIP_DOWNLOAD", "True")
+    flags = dict(family="qwen-image", lora_base_model="dit", lora_rank=4, max_pixels=4096, use_gradient_checkpointing=True, output_path="out")
+    plain = predict(load_registry(), TrainConfig(**flags), "cpu")
+    cached = predict(load_registry(), TrainConfig(**flags, cache=True), "cpu")
+    assert cached.settings["cached"] and not plain.settings["cached"]
+    denoiser_side = plain.weights["weights: dit"] + plain.weights["trainable parameters"] + plain.breakdown["optimizer state"]
+    assert cached.phases["encoders"] == plain.phases["encoders"] - denoiser_side
+    encoder_weights = plain.weights["weights: text_encoder"] + plain.weights["weights: vae"]
+    assert cached.phases["denoiser"] < plain.phases["denoiser"] - encoder_weights * 0.9
+    assert cached.peak == max(cached.phases.values())
