@@ -154,3 +154,22 @@ def test_zero_cond_t_from_the_2511_config_or_the_flag(model_base, plus):
             encoder_hidden_states=cond.prompt_embeds, img_shapes=cond.img_shapes(1), return_dict=False,
         )[0][:, : noisy.shape[1]]  # fmt: skip
     assert not torch.allclose(on, zero_all, atol=1e-5)  # only the references are at 0, not the image
+
+
+def test_a_batch_predicts_as_its_samples_and_unequal_references_are_refused(model_base):
+    """--batch_size 2 on Edit-2511 (zero_cond_t's per-sample modulation index): the batched flow
+    is each sample's; references of other grids cannot share a batch (one line naming them)."""
+    from diffsynth.errors import UserError
+    from diffsynth.training.batching import stack_inputs
+
+    pipe = loaded(model_base, "edit-2511")
+    with torch.no_grad():
+        a, b = (preprocess(pipe, edit_sample(references()[:1] + [image(s, 32, 64)]), config(edit=True)) for s in (3, 4))
+        batch = stack_inputs([a, b])
+        noisy, sigmas = torch.randn_like(batch.latents), torch.tensor([0.2, 0.7])
+        flow = predict(pipe, batch, noisy, sigmas)
+        for i, one in enumerate((a, b)):
+            torch.testing.assert_close(flow[i : i + 1], predict(pipe, one, noisy[i : i + 1], sigmas[i : i + 1]), atol=1e-5, rtol=1e-4)
+        other = preprocess(pipe, edit_sample(references()[:1]), config(edit=True))
+    with pytest.raises(UserError, match=r"samples differ in conditioning.edit_shapes .*--batch_size 1"):
+        stack_inputs([a, other])
