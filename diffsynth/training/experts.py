@@ -130,7 +130,8 @@ def routed_loss(
     single-denoiser loss does; the mean over every sample's (masked) elements."""
     from diffsynth.training.timesteps import sample_sigmas
 
-    draws = [(sample_sigmas(pipeline.schedule, one.latents, context), torch.randn_like(one.latents)) for one in batch]
+    draws = [(sample_sigmas(pipeline.schedule, one.latents, context), torch.randn_like(one.latents, memory_format=torch.contiguous_format))
+             for one in batch]  # as flow_matching_loss draws
     owners = [owner(experts, float(sigma[0])) for sigma, _ in draws]
     total: torch.Tensor | None = None
     count = 0.0

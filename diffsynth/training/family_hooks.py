@@ -39,8 +39,11 @@ def flow_matching_loss(pipeline: FamilyPipeline, inputs: TrainingInputs, context
 
     latents = inputs.latents
     # sigma then noise, sample by sample: a batch of N draws exactly what N accumulated
-    # micro-batches would (and a batch of one what it always did)
-    draws = [(sample_sigmas(pipeline.schedule, one, context), torch.randn_like(one)) for one in latents.split(1)]
+    # micro-batches would (and a batch of one what it always did); the noise filled in logical
+    # order, as randn_like would fill a strided sample (a permuted view) in its memory order,
+    # which torch.cat (batching) and the encoder cache do not keep
+    draws = [(sample_sigmas(pipeline.schedule, one, context), torch.randn_like(one, memory_format=torch.contiguous_format))
+             for one in latents.split(1)]  # fmt: skip
     sigmas = torch.cat([s for s, _ in draws]).to(latents.device)
     noise = torch.cat([n for _, n in draws])
     prediction = predict(fm.add_noise(latents, noise, sigmas), sigmas)

@@ -4,6 +4,7 @@ with reference images), the exported LoRA loaded through diffusers' own
 
 from __future__ import annotations
 
+import pytest
 from test_lora_export import dit_inputs
 
 from diffsynth.testing.contract import FamilyContract
@@ -13,6 +14,13 @@ class Flux2Contract(FamilyContract):
     family = "flux2"
     repo = "black-forest-labs/FLUX.2-klein-4B"
     # no exceptions: the text stream feeds the single blocks, so every LoRA gets a gradient
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model_base(cls, model_base):
+        """The session's presets (conftest.py, written by the same `init_model` into the same
+        repo folders), read-only here: not written again for each class."""
+        return model_base
 
     def diffusers_pipeline(self, model_base, hooks, config):
         from diffusers import Flux2KleinPipeline, Flux2Transformer2DModel

@@ -1,21 +1,25 @@
 """DiffSynth-Studio's FLUX.2-klein LoRA example command (examples/flux2/model_training/lora/
-FLUX.2-klein-4B.sh), pasted unchanged but for smaller numbers, run offline as a subprocess
-against the `models init` tiny preset; the LoRA it writes loads in Flux2KleinPipeline and changes
-the image."""
+FLUX.2-klein-4B.sh), pasted unchanged but for smaller numbers, run offline through the CLI's
+entry point (`diffsynth.cli.main`, in this process: a subprocess would only add the start-up the
+core's own CLI tests cover) against the tiny preset at the default `./models` base path; the LoRA
+it writes loads in Flux2KleinPipeline and changes the image."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
+from diffsynth_flux2.spec import KLEIN_4B
 from safetensors.torch import load_file
 
-from diffsynth.testing.cli import run_diffsynth
+from diffsynth.cli import main
+from diffsynth.models.sources import MODEL_BASE_ENV, SKIP_DOWNLOAD_ENV
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "examples" / "data"
-REPO = "black-forest-labs/FLUX.2-klein-4B"
+REPO = KLEIN_4B
 SOURCES = f"{REPO}:text_encoder/*.safetensors,{REPO}:transformer/*.safetensors,{REPO}:vae/diffusion_pytorch_model.safetensors"
 # the real command names single_transformer_blocks.0..19.attn.to_out (FLUX.2-klein-4B's 20 single
 # blocks); the tiny preset has 2, and a named target that matches nothing is an error
@@ -23,13 +27,25 @@ SINGLE_OUTPUTS = ",".join(f"single_transformer_blocks.{i}.attn.to_out" for i in 
 TARGETS = "to_q,to_k,to_v,to_out.0,add_q_proj,add_k_proj,add_v_proj,to_add_out,linear_in,linear_out,to_qkv_mlp_proj," + SINGLE_OUTPUTS
 
 
-def test_seed_lora_command_trains_and_changes_flux2_klein_pipeline_output(tmp_path):
-    from diffsynth_flux2.tiny import write_preset
+def diffsynth(*args: str) -> None:
+    """`diffsynth ARGS` as the shell runs it; a non-zero exit fails the test."""
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        assert exc.code in (None, 0), f"diffsynth exited with {exc.code}"
+
+
+def test_seed_lora_command_trains_and_changes_flux2_klein_pipeline_output(tmp_path, model_base, monkeypatch):
     from diffusers import Flux2KleinPipeline
 
-    write_preset("tiny", tmp_path / "models" / REPO, 0)  # what `models init flux2 ... --preset tiny` writes
+    # ./models/<repo> as `models init flux2 ... --preset tiny` writes it (the session's copy)
+    shutil.copytree(model_base / REPO, tmp_path / "models" / REPO)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(MODEL_BASE_ENV, raising=False)  # the default base path, ./models
+    monkeypatch.setenv(SKIP_DOWNLOAD_ENV, "True")
+    monkeypatch.delenv("DIFFSYNTH_DEBUG", raising=False)
     output = "./models/train/FLUX.2-klein-4B_lora"
-    result = run_diffsynth(
+    diffsynth(
         "train", "flux2",
         "--dataset_base_path", str(DATA),
         "--dataset_metadata_path", str(DATA / "metadata.csv"),
@@ -45,9 +61,7 @@ def test_seed_lora_command_trains_and_changes_flux2_klein_pipeline_output(tmp_pa
         "--lora_target_modules", TARGETS,
         "--lora_rank", "32",
         "--use_gradient_checkpointing",
-        cwd=tmp_path,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
     path = tmp_path / output / "epoch-0.safetensors"
     lora = load_file(path)
     assert all(k.startswith("diffusion_model.") for k in lora)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import config, model_files, pixels, sample
+from conftest import config, image, model_files, pixels, sample
+from diffsynth_flux2 import FAMILY
 from diffsynth_flux2.inputs import pack, predict, preprocess, unpack
 from diffsynth_flux2.pipeline import load
 from diffsynth_flux2.spec import EDIT
@@ -87,3 +88,21 @@ def test_pack_is_the_pipelines(diffusers_pipe):
 def test_missing_reference_column_names_it(pipe):
     with pytest.raises(UserError, match=f"column '{EDIT}'"):
         preprocess(pipe, Sample(index=3, fields={"image": sample().fields["image"], "prompt": "x"}), config(edit=True))
+
+
+def test_a_batch_of_two_has_the_loss_of_the_two_samples_one_by_one(pipe):
+    """Collated inputs draw the noise and sigmas the two samples draw alone (the latents are a
+    permuted view, as the pipeline packs them, and stay so only unbatched)."""
+    from diffsynth.plugins import load_registry
+    from diffsynth.training.family_hooks import FamilyHooks
+
+    hooks = FamilyHooks(load_registry(), FAMILY)
+    samples = [preprocess(pipe, Sample(index=i, fields={"image": image(i), "prompt": p}), config())
+               for i, p in enumerate(("a red cat", "a blue dog"))]  # fmt: skip
+    assert not samples[0].latents.is_contiguous()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        batched = hooks.loss(pipe, hooks.collate(samples), config())
+        torch.manual_seed(0)
+        alone = [hooks.loss(pipe, s, config()) for s in samples]
+    torch.testing.assert_close(batched, sum(alone) / 2)
