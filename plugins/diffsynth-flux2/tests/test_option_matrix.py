@@ -1,8 +1,8 @@
 """Every generic train option on FLUX.2 klein (diffsynth.testing.matrix): text-to-image, and with
 reference images (`--extra_inputs edit_image`; its own case name, since both cases use the `tiny`
 preset and the matrix keys its cached runs and output folders by case name). In CI the
-reference case runs FP8 on the DiT only: the frozen text encoder and VAE load and run as in the
-text-to-image case."""
+reference case runs FP8 on the DiT only (the frozen text encoder and VAE load and run as in the
+text-to-image case); its second trained module is the text encoder."""
 
 from pathlib import Path
 
@@ -18,5 +18,5 @@ class TestFlux2Options(OptionMatrix):
         MatrixCase("tiny", name="tiny-edit", options={
             "dataset_base_path": DATA / "edit", "max_pixels": 4096,
             "data_file_keys": "image,edit_image", "extra_inputs": "edit_image",
-        }, components=("dit",)),
+        }, components=("dit",), second_trained="text_encoder"),
     )  # fmt: skip
