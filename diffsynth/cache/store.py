@@ -82,6 +82,10 @@ def encoder_identity(models) -> dict[str, Any]:
     return ident
 
 
+def _paths(value: Any) -> str | list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else str(value)
+
+
 @dataclass(frozen=True)
 class RowKeys:
     """How rows are keyed in one build (see the module docstring)."""
@@ -95,17 +99,21 @@ class RowKeys:
     def source(self, row: dict[str, Any]) -> dict[str, Any]:
         """What the row is, for the index and messages: its files and text fields."""
         return {
-            "files": {k: str(row[k]) for k in self.file_keys if row.get(k) not in (None, "")},
+            "files": {k: _paths(row[k]) for k in self.file_keys if row.get(k) not in (None, "")},
             "fields": {k: v for k, v in row.items() if k not in self.file_keys},
         }
 
+    def digest(self, name: str) -> str:
+        path = self.base_path / name
+        if path not in self._files:
+            self._files[path] = file_digest(path)
+        return self._files[path]
+
     def key(self, row: dict[str, Any]) -> str:
-        files = {}
+        files: dict[str, Any] = {}
         for k in self.file_keys:
-            path = self.base_path / str(row[k])
-            if path not in self._files:
-                self._files[path] = file_digest(path)
-            files[k] = self._files[path]
+            paths = _paths(row[k])  # a list-valued column (several images) is keyed by each file, in order
+            files[k] = [self.digest(p) for p in paths] if isinstance(paths, list) else self.digest(paths)
         text = {k: v for k, v in row.items() if k not in self.file_keys}
         return _json_digest({"build": self.build, "files": files, "fields": text, "sizing": self.sizing})
 

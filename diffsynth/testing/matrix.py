@@ -94,6 +94,9 @@ class OptionMatrix(FamilyFixtures):
     def pytest_generate_tests(self, metafunc) -> None:
         if "case" not in metafunc.fixturenames:
             return
+        ids = [case.id for case in self.cases]
+        if len(set(ids)) != len(ids):  # runs and output folders are cached by id: a clash compares the wrong runs
+            raise ValueError(f"{type(self).__name__}.cases: ids {ids} repeat; give cases that share a preset a name")
         first = {self.cases[0].id} if self.cases else set()
         full = os.environ.get(FULL_MATRIX_ENV) == "1" or metafunc.function.__name__ == "test_fp8_component"
         params = []
