@@ -7,15 +7,9 @@ import os
 # One intra-op thread, set before torch loads: tiny models run ~30x faster so on 2 shared cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import contextlib
-import io
 import subprocess
 import sys
-import tempfile
-import traceback
-import warnings
 from pathlib import Path
-from unittest.mock import patch
 
 import pytest
 
@@ -50,71 +44,15 @@ def run_cli(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Compl
     )
 
 
-# The warning filters of a fresh interpreter (CPython's defaults, no -W): pytest records warnings
-# instead of printing them, where a subprocess would print them on stderr.
-INTERPRETER_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, None),
-                               ("ignore", PendingDeprecationWarning, None), ("ignore", ImportWarning, None),
-                               ("ignore", ResourceWarning, None)]
-
-
-def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
-
-
 def run_main(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess:
-    """`diffsynth ARGS` through the entry point `python -m diffsynth` calls (`diffsynth.cli.main`),
-    in this process, as run_cli would run it: its environment (the toy family, offline), file
-    descriptors 1 and 2 captured (what Python and native code print), warnings printed as a fresh
-    interpreter prints them, an exception that escapes `main` as its traceback on stderr and status 1,
-    `SystemExit` as the exit status. It saves the torch import a subprocess pays (~5 s of CPU each).
-    For tests of what a command does; tests about processes (signals, a lock another process holds,
-    `accelerate launch`, what a start-up imports, `python -m`) keep run_cli."""
-    from diffsynth.cli import main
+    """run_cli's command through the same entry point in this process (same exit status, stdout
+    and stderr; diffsynth.testing.inprocess), without a torch import per command. For tests of what
+    a command does; tests about processes (signals, a lock another process holds, `accelerate
+    launch`, resource limits, what a start-up imports, `python -m`) keep run_cli."""
+    from diffsynth.testing.inprocess import run_cli_in_process
 
     variables = {"DIFFSYNTH_PLUGINS": "toy_family:plugin", "DIFFSYNTH_SKIP_DOWNLOAD": "True", **env}
-    previous = Path.cwd()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
-        os.dup2(out_file.fileno(), 1)
-        os.dup2(err_file.fileno(), 2)
-        out = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", write_through=True)
-        err = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", write_through=True)
-        try:
-            with patch.dict(os.environ, variables), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                    warnings.catch_warnings():
-                os.environ.pop("DIFFSYNTH_DEBUG", None)
-                warnings.resetwarnings()
-                for action, category, module in reversed(INTERPRETER_WARNING_FILTERS):
-                    warnings.filterwarnings(action, category=category, module=module or "")
-                warnings.showwarning = _print_warning
-                try:
-                    if cwd is not None:
-                        os.chdir(cwd)
-                    main([str(a) for a in args])
-                    code = 0
-                except SystemExit as exc:
-                    if exc.code is None or isinstance(exc.code, int):
-                        code = exc.code or 0
-                    else:  # sys.exit("message"): the interpreter prints it, status 1
-                        err.write(f"{exc.code}\n")
-                        code = 1
-                except Exception:
-                    traceback.print_exc()
-                    code = 1
-        finally:
-            os.chdir(previous)
-            out.flush()
-            err.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-        out_file.seek(0)
-        err_file.seek(0)
-        stdout, stderr = out_file.read().decode(), err_file.read().decode()
-    return subprocess.CompletedProcess(["diffsynth", *map(str, args)], code, stdout, stderr)
+    return run_cli_in_process(*args, cwd=cwd, env=variables)
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 
 from diffsynth.cli import main
 from tests.conftest import EXAMPLE_DATA, ROOT, cli_env
+from tests.conftest import run_main as run_in_process
 
 DOC = ROOT / "docs" / "errors.md"
 ROW = re.compile(r"^\| `(?P<id>[a-z0-9-]+)` \| (?P<when>[^|]+) \| `(?P<message>.+)` \|$")
@@ -327,7 +328,7 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(tmp_path, toy_model
     base = ["train", "toy", "--dataset_base_path", str(case.data), "--output_path", str(case.out),
             "--trainable_models", "dit", "--checkpointing_steps", "2"]
     env = cli_env(DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
-    first = subprocess.run([sys.executable, "-m", "diffsynth", *base, "--max_steps", "2"], env=env, capture_output=True, text=True)
+    first = run_in_process(*base, "--max_steps", "2", DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
     assert first.returncode == 0, first.stderr
     previous = snapshot(case.out / "checkpoints" / "step-2")
 
@@ -336,7 +337,7 @@ def test_disk_full_during_save_keeps_the_previous_checkpoint(tmp_path, toy_model
         resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, 16 * 1024))
 
     full = subprocess.run([sys.executable, "-m", "diffsynth", *base, "--max_steps", "4", "--resume_from_checkpoint", "latest"],
-                          env=env, capture_output=True, text=True, preexec_fn=small_files)
+                          env=env, capture_output=True, text=True, preexec_fn=small_files)  # a process: its own file size limit
     assert full.returncode == 2
     expected = "error: " + documented()["disk-full"][1].format(
         checkpoints=case.out / "checkpoints", previous=case.out / "checkpoints" / "step-2")
@@ -370,15 +371,13 @@ def test_full_disk_at_the_final_save_keeps_the_weights_and_says_how_to_continue(
     with small_disk(tmp_path / "disk", "2m") as disk:
         out = disk / "out"
         base = ["train", "toy", "--dataset_base_path", str(case.data), "--output_path", str(out), "--lora_base_model", "dit"]
-        env = cli_env(DIFFSYNTH_MODEL_BASE_PATH=str(toy_models))
-        first = subprocess.run([sys.executable, "-m", "diffsynth", *base, "--max_steps", "2", "--checkpointing_steps", "2"],
-                               env=env, capture_output=True, text=True)
+        models = str(toy_models)
+        first = run_in_process(*base, "--max_steps", "2", "--checkpointing_steps", "2", DIFFSYNTH_MODEL_BASE_PATH=models)
         assert first.returncode == 0, first.stderr
         weights = out / "epoch-0.safetensors"
         before = snapshot(out)
         fill(disk, leave=16 * 1024)  # room for the args and the log, not for the weights
-        full = subprocess.run([sys.executable, "-m", "diffsynth", *base, "--max_steps", "4", "--resume_from_checkpoint", "latest"],
-                              env=env, capture_output=True, text=True)
+        full = run_in_process(*base, "--max_steps", "4", "--resume_from_checkpoint", "latest", DIFFSYNTH_MODEL_BASE_PATH=models)
         assert full.returncode == 2, full.stderr
         expected = "error: " + documented()["weights-disk-full"][1].format(weights=weights, checkpoint=out / "checkpoints" / "step-2")
         assert full.stderr.strip().splitlines() == [expected]
@@ -387,8 +386,7 @@ def test_full_disk_at_the_final_save_keeps_the_weights_and_says_how_to_continue(
         assert not [name for name in after if name.endswith(".tmp")]
         assert oct(weights.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
         (disk / "filler").unlink()  # and the run continues as the message says
-        again = subprocess.run([sys.executable, "-m", "diffsynth", *base, "--max_steps", "4", "--resume_from_checkpoint", "latest"],
-                               env=env, capture_output=True, text=True)
+        again = run_in_process(*base, "--max_steps", "4", "--resume_from_checkpoint", "latest", DIFFSYNTH_MODEL_BASE_PATH=models)
         assert again.returncode == 0, again.stderr
         assert snapshot(out)["epoch-0.safetensors"] != before["epoch-0.safetensors"]
 

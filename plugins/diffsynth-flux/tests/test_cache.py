@@ -4,12 +4,13 @@ as the one-command --cache_dir run."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from diffsynth.cache.testing import check_split_training
-from diffsynth.testing.cli import run_diffsynth
+from diffsynth.testing.inprocess import run_cli_in_process
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "examples" / "data"
@@ -18,10 +19,19 @@ DIT = f"{REPO}:flux1-dev.safetensors"
 SOURCES = f"{DIT},{REPO}:text_encoder/model.safetensors,{REPO}:text_encoder_2/,{REPO}:ae.safetensors"
 
 
-@pytest.mark.parametrize("batch_size", [1, 2])
-def test_split_training_without_encoders_equals_one_command_run(tmp_path, batch_size):
-    out = run_diffsynth("models", "init", "flux", f"models/{REPO}", "--preset", "tiny", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> Path:
+    """./models as `diffsynth models init flux models/<repo> --preset tiny` writes it (once; each
+    test deletes the encoders of its own copy)."""
+    root = tmp_path_factory.mktemp("init")
+    out = run_cli_in_process("models", "init", "flux", f"models/{REPO}", "--preset", "tiny", cwd=root)
     assert out.returncode == 0, out.stderr
+    return root / "models"
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_split_training_without_encoders_equals_one_command_run(tmp_path, tiny_models, batch_size):
+    shutil.copytree(tiny_models, tmp_path / "models")
     command = [
         "train", "flux", "--dataset_base_path", str(DATA), "--dataset_metadata_path", str(DATA / "metadata.csv"),
         "--max_pixels", "4096", "--dataset_repeat", "1", "--model_id_with_origin_paths", SOURCES,

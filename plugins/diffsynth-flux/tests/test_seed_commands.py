@@ -1,6 +1,7 @@
 """DiffSynth-Studio's own FLUX example commands (examples/flux/model_training/lora|full/*.sh),
-pasted unchanged but for smaller numbers, run offline as subprocesses against `models init`
-tiny presets in the real repos' layout."""
+pasted unchanged but for smaller numbers, run offline through the CLI's entry point (in-process,
+as a subprocess would run them: diffsynth.testing.inprocess) against `models init` tiny presets in
+the real repos' layout, from a working directory holding ./models as the commands expect."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from diffsynth.testing.cli import run_diffsynth
+from diffsynth.testing.inprocess import run_cli_in_process
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "examples" / "data"
@@ -25,12 +26,15 @@ KONTEXT_SOURCES = SOURCES.replace(
 )
 
 
+def run_diffsynth(*args: str, cwd: Path):
+    """`diffsynth ARGS` in `cwd` as the seed's shell runs it: offline, models under ./models."""
+    return run_cli_in_process(*args, cwd=cwd, env={"DIFFSYNTH_SKIP_DOWNLOAD": "True"}, unset=["DIFFSYNTH_MODEL_BASE_PATH"])
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     """A working directory with ./models holding both tiny repos, as `models init` writes them
-    (the CLI for FLUX.1-dev; the same writer in-process for Kontext, to save a start-up)."""
+    (the CLI for FLUX.1-dev; the same writer directly for Kontext)."""
     from diffsynth_flux.tiny import write_preset
 
     root = tmp_path_factory.mktemp("seed")
