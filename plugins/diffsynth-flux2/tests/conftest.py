@@ -1,5 +1,6 @@
 """Shared fixtures: the tiny presets written once per session in the real repos' layout under a
-model base path (`<base>/black-forest-labs/FLUX.2-klein-4B`, `.../FLUX.2-klein-base-4B`)."""
+model base path (`<base>/black-forest-labs/FLUX.2-klein-4B`, `.../FLUX.2-klein-base-4B`,
+`.../FLUX.2-dev`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from diffsynth_flux2 import FAMILY
-from diffsynth_flux2.spec import EDIT, KLEIN_4B, KLEIN_BASE_4B, NAME
+from diffsynth_flux2.spec import DEV, EDIT, KLEIN_4B, KLEIN_BASE_4B, NAME
 from diffsynth_flux2.tiny import write_preset
 from PIL import Image
 
@@ -30,6 +31,7 @@ def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
     write_preset("tiny", base / KLEIN_4B, 0)
     write_preset("tiny-base", base / KLEIN_BASE_4B, 0)
+    write_preset("tiny-dev", base / DEV, 0)
     return base
 
 
@@ -43,10 +45,10 @@ def model_files(base: Path, variant: str = "klein-4b", sources: tuple[str, ...] 
     return offline_model_files(FAMILY, base, variant, sources)
 
 
-def config(edit: bool = False) -> RunContext:
-    """What the family's hooks get for a run with these flags."""
+def config(edit: bool = False, **options) -> RunContext:
+    """What the family's hooks get for a run with these flags (family `options`: e.g. guidance)."""
     flags = TrainConfig(dtype="fp32", extra_inputs=EDIT if edit else None, family=NAME)
-    return RunContext.for_run(flags, FAMILY.options_value({}))
+    return RunContext.for_run(flags, FAMILY.options_value(options))
 
 
 def image(seed: int, width: int = 32, height: int = 32) -> Image.Image:

@@ -1,7 +1,9 @@
-"""Training inputs as diffusers' Flux2KleinPipeline builds them, and the transformer call it
-makes: Qwen3 chat-template prompt -> hidden states of layers 9/18/27 side by side; VAE latents
+"""Training inputs as diffusers' Flux2KleinPipeline (klein) and Flux2Pipeline (dev) build them,
+and the transformer call they make: klein's Qwen3 chat-template prompt -> hidden states of layers
+9/18/27 side by side, dev's Mistral 3 (system message + prompt) -> layers 10/20/30; VAE latents
 patchified 2x2, normalised by the autoencoder's batch-norm statistics and packed to tokens with
-4-D (t, h, w, l) ids; reference images as extra clean tokens at t = 10, 20, ...; timestep = sigma."""
+4-D (t, h, w, l) ids; reference images as extra clean tokens at t = 10, 20, ...; timestep =
+sigma; dev's embedded guidance as Flux2Pipeline passes it (float32, one per sample)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from PIL import Image
 
 from diffsynth.plugin import RunContext, Sample, TrainingInputs, UserError
 
-from .pipeline import Flux2Modules
+from .pipeline import MISTRAL3, Flux2Modules
 from .spec import EDIT
 
-#: Flux2KleinPipeline's max_sequence_length and text_encoder_out_layers
+#: the pipelines' max_sequence_length; Flux2KleinPipeline's and Flux2Pipeline's text_encoder_out_layers
 MAX_LENGTH = 512
 TEXT_LAYERS = (9, 18, 27)
+MISTRAL_TEXT_LAYERS = (10, 20, 30)
 #: the pipelines cap a reference image at this many pixels
 REFERENCE_AREA = 1024 * 1024
 
@@ -60,13 +63,16 @@ def predict(pipe: Flux2Modules, inputs: TrainingInputs, noisy: torch.Tensor, sig
     hidden = noisy.to(pipe.device, pipe.dtype)
     if cond.reference_latents is not None:
         hidden = torch.cat([hidden, cond.reference_latents.to(hidden).expand(batch, -1, -1)], dim=1)
+    guidance = None  # klein has no guidance embedding; Flux2Pipeline: torch.full([1], g, float32).expand(B)
+    if dit.config.guidance_embeds:
+        guidance = torch.full([1], pipe.guidance, device=pipe.device, dtype=torch.float32).expand(batch)
     out = dit(
         hidden_states=hidden,
         encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
         timestep=sigmas.to(hidden),  # the pipeline passes t / 1000 = sigma; the DiT scales it back
         img_ids=cond.image_ids.to(pipe.device),
         txt_ids=cond.text_ids.to(pipe.device),
-        guidance=None,  # klein has no guidance embedding
+        guidance=guidance,
         return_dict=False,
     )[0]
     return out[:, : noisy.shape[1]]
@@ -132,20 +138,38 @@ def max_length(pipe: Flux2Modules) -> int:
 
 
 def encode_prompt(pipe: Flux2Modules, prompt: str) -> torch.Tensor:
-    """(1, L, 3D): the chat-templated prompt padded to max length, Qwen3's hidden states after
-    layers 9, 18 and 27 concatenated per token (Flux2KleinPipeline._get_qwen3_prompt_embeds)."""
+    """(1, L, 3D): the chat-templated prompt padded to max length, the text encoder's hidden states
+    after three layers concatenated per token. klein (Flux2KleinPipeline._get_qwen3_prompt_embeds):
+    a user turn, generation prompt, thinking off; layers 9, 18, 27. dev
+    (Flux2Pipeline._get_mistral_3_small_prompt_embeds): the pipeline's system message and the
+    prompt (without `[IMG]`) as text blocks, no generation prompt; layers 10, 20, 30."""
     tokenizer, encoder = pipe.tokenizer, pipe.modules["text_encoder"]
-    text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
-    )
-    batch = tokenizer(text, return_tensors="pt", padding="max_length", truncation=True, max_length=max_length(pipe))
+    length = max_length(pipe)
+    if pipe.text_encoder_kind == MISTRAL3:
+        from diffusers.pipelines.flux2.system_messages import SYSTEM_MESSAGE
+
+        conversation = [
+            {"role": "system", "content": [{"type": "text", "text": SYSTEM_MESSAGE}]},
+            {"role": "user", "content": [{"type": "text", "text": prompt.replace("[IMG]", "")}]},
+        ]
+        batch = tokenizer.apply_chat_template(
+            [conversation], add_generation_prompt=False, tokenize=True, return_dict=True, return_tensors="pt",
+            padding="max_length", truncation=True, max_length=length,
+        )  # fmt: skip
+        layers = MISTRAL_TEXT_LAYERS
+    else:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+        )
+        batch = tokenizer(text, return_tensors="pt", padding="max_length", truncation=True, max_length=length)
+        layers = TEXT_LAYERS
     out = encoder(
         input_ids=batch["input_ids"].to(pipe.device),
         attention_mask=batch["attention_mask"].to(pipe.device),
         output_hidden_states=True,
         use_cache=False,
     )
-    return torch.cat([out.hidden_states[k] for k in TEXT_LAYERS], dim=-1)
+    return torch.cat([out.hidden_states[k] for k in layers], dim=-1)
 
 
 def _images(sample: Sample, name: str) -> list[Image.Image]:

@@ -1,5 +1,6 @@
-"""`load_pipeline`: the FLUX.2 modules and the Qwen tokenizer from identified files (diffusers
-folders or BFL's single transformer file)."""
+"""`load_pipeline`: the FLUX.2 modules and the tokenizer (klein: Qwen's; dev: the Mistral
+tokenizer of its processor folder) from identified files (diffusers folders or BFL's single
+transformer file)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import inspect
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -23,21 +25,26 @@ from diffsynth.plugin import (
 )
 
 from . import original_format
-from .spec import KLEIN_4B
+from .spec import DEFAULT_GUIDANCE, DEV, KLEIN_4B
 
 # DiffSynth-Studio's FLUX.2 training schedule (FlowMatchScheduler("FLUX.2") in training mode):
 # exponential time shift with mu = 0.8 (inference uses the resolution-dependent empirical mu).
 SCHEDULE = FlowMatchSchedule(exponential_mu=0.8)
 COMPONENTS = ("dit", "text_encoder", "vae")
+QWEN3, MISTRAL3 = "qwen3", "mistral3"
 
 
 @dataclass
 class Flux2Modules(FamilyPipeline):
-    """The loaded family: `modules` holds dit, text_encoder (Qwen3Model), vae."""
+    """The loaded family: `modules` holds dit, text_encoder (klein: Qwen3Model; dev: MistralModel), vae."""
 
     tokenizer: Any = None
     #: the repo's model_index.json says the transformer is step-distilled (no CFG at inference)
     is_distilled: bool = False
+    #: which text encoder is loaded (QWEN3: klein, MISTRAL3: dev); None without one (encoder cache)
+    text_encoder_kind: str | None = None
+    #: the embedded guidance a guidance-distilled DiT (dev) is called with in training
+    guidance: float = DEFAULT_GUIDANCE
 
     @property
     def dit(self) -> torch.nn.Module:
@@ -52,19 +59,51 @@ def load(models: ModelFiles, context: RunContext) -> Flux2Modules:
     missing = [name for name in COMPONENTS if name not in models.components and context.needs(name)]
     if missing:
         raise UserError(f"flux2 needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
-    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
-    if models.tokenizer_path is None and encodes_text:
-        raise UserError(f"flux2 needs the Qwen tokenizer: pass --tokenizer_path (e.g. {KLEIN_4B}:tokenizer/)")
+    kind = text_encoder_kind(models.components["text_encoder"]) if "text_encoder" in models.components else None
+    if models.tokenizer_path is None and kind is not None:  # no text encoder when training from the encoder cache
+        example = f"{DEV}:tokenizer/" if kind == MISTRAL3 else f"{KLEIN_4B}:tokenizer/"
+        raise UserError(f"flux2 needs the text encoder's tokenizer: pass --tokenizer_path (e.g. {example})")
     dtype = context.torch_dtype
     loaders = {"dit": load_dit, "text_encoder": load_text_encoder, "vae": load_vae}
     modules = {name: fn(models.components[name], dtype) for name, fn in loaders.items() if name in models.components}
-    tokenizer = None
-    if encodes_text:
+    tokenizer = load_tokenizer(str(models.tokenizer_path), kind) if kind is not None else None
+    distilled = _is_distilled(models.components["dit"]) if "dit" in models.components else False
+    return Flux2Modules(
+        modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, is_distilled=distilled,
+        text_encoder_kind=kind, guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
+    )  # fmt: skip
+
+
+def text_encoder_kind(group: CheckpointGroup) -> str:
+    """QWEN3 or MISTRAL3, by the config.json beside the weights."""
+    found = group.sibling_config()
+    if not found:
+        raise UserError(f"{group.source}: no config.json next to the text encoder weights; use the repo's text_encoder/ folder")
+    return MISTRAL3 if found.get("model_type") == "mistral3" else QWEN3
+
+
+def load_tokenizer(path: str, kind: str):
+    """klein: Qwen2TokenizerFast. dev: the tokenizer of the PixtralProcessor folder (Flux2Pipeline
+    only applies its chat template to text; see tiny_dev.py), its chat template read from the
+    processor's legacy chat_template.json where the folder has no chat_template.jinja."""
+    if kind == QWEN3:
         from transformers import Qwen2TokenizerFast
 
-        tokenizer = Qwen2TokenizerFast.from_pretrained(str(models.tokenizer_path))
-    distilled = _is_distilled(models.components["dit"]) if "dit" in models.components else False
-    return Flux2Modules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, is_distilled=distilled)
+        tokenizer, marker, variant = Qwen2TokenizerFast.from_pretrained(path), "<|im_start|>", "klein-4b"
+    else:
+        from transformers import AutoTokenizer
+
+        tokenizer, marker, variant = AutoTokenizer.from_pretrained(path), "[INST]", "dev"
+        legacy = Path(path) / "chat_template.json"
+        if tokenizer.chat_template is None and legacy.is_file():
+            tokenizer.chat_template = json.loads(legacy.read_text())["chat_template"]
+    if marker not in tokenizer.get_vocab():
+        encoder = "Mistral 3 (FLUX.2-dev)" if kind == MISTRAL3 else "Qwen3 (FLUX.2 klein)"
+        raise UserError(
+            f"--tokenizer_path {path}: not the tokenizer of the {encoder} text encoder (no {marker} token); "
+            f"pass --variant {variant} or that repo's tokenizer/ folder"
+        )
+    return tokenizer
 
 
 def _is_distilled(group: CheckpointGroup) -> bool:
@@ -139,13 +178,21 @@ def load_vae(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
 
 
 def load_text_encoder(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
-    """Qwen3's decoder without the LM head (the pipelines only read hidden states): the files'
-    `model.*` keys, `lm_head.weight` (untied in Qwen3-8B) dropped."""
+    """The decoder without its LM head (the pipelines only read hidden states). klein: Qwen3Model
+    from the files' `model.*` keys (`lm_head.weight`, untied in Qwen3-8B, dropped). dev: the text
+    model of Mistral3ForConditionalGeneration as MistralModel, from `language_model.model.*` (or
+    `model.language_model.*`); its vision tower, projector and LM head are not loaded (the
+    pipeline encodes text only, through the same embedding and layers)."""
+    found = group.sibling_config() or {}
+    if text_encoder_kind(group) == MISTRAL3:
+        from transformers import Mistral3Config, MistralModel
+
+        text_cfg = Mistral3Config.from_dict(found).text_config
+        prefixes = ("language_model.model.", "model.language_model.")
+        state = {k.removeprefix(p): v for k, v in load_state_dict(group).items() for p in prefixes if k.startswith(p)}
+        return build_module(lambda: MistralModel(text_cfg), state, group, dtype)
     from transformers import Qwen3Config, Qwen3Model
 
-    found = group.sibling_config()
-    if not found:
-        raise UserError(f"{group.source}: no config.json next to the text encoder weights; use the repo's text_encoder/ folder")
     cfg = Qwen3Config.from_dict(found)
     state = {k.removeprefix("model."): v for k, v in load_state_dict(group).items() if k != "lm_head.weight"}
     return build_module(lambda: Qwen3Model(cfg), state, group, dtype)

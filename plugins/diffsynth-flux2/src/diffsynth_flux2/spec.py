@@ -6,6 +6,7 @@ from diffsynth.plugin import (
     CheckpointHeader,
     ComponentSpec,
     ExtraInputSpec,
+    FamilyOption,
     FamilySpec,
     PresetSpec,
     VariantSpec,
@@ -17,13 +18,18 @@ KLEIN_4B = f"{ORG}/FLUX.2-klein-4B"
 KLEIN_BASE_4B = f"{ORG}/FLUX.2-klein-base-4B"
 KLEIN_9B = f"{ORG}/FLUX.2-klein-9B"
 KLEIN_BASE_9B = f"{ORG}/FLUX.2-klein-base-9B"
-#: BFL's single transformer file at the root of each klein repo (the diffusers folders sit beside it)
+DEV = f"{ORG}/FLUX.2-dev"
+#: BFL's single transformer file at the root of each repo (the diffusers folders sit beside it)
 ORIGINAL_FILES = {
     KLEIN_4B: "flux-2-klein-4b.safetensors",
     KLEIN_BASE_4B: "flux-2-klein-base-4b.safetensors",
     KLEIN_9B: "flux-2-klein-9b.safetensors",
     KLEIN_BASE_9B: "flux-2-klein-base-9b.safetensors",
+    DEV: "flux2-dev.safetensors",
 }
+#: DiffSynth-Studio trains FLUX.2-dev's guidance-distilled DiT at embedded guidance 1.0
+#: (examples/flux2/model_training/train.py: "embedded_guidance": 1.0)
+DEFAULT_GUIDANCE = 1.0
 EDIT = "edit_image"
 
 # The single blocks' fused output Linear, one name per block: a bare `attn.to_out` suffix would also
@@ -64,12 +70,26 @@ def is_dit(header: CheckpointHeader) -> bool:
     return diffusers or original
 
 
-def is_text_encoder(header: CheckpointHeader) -> bool:
-    """Qwen3 (`Qwen3ForCausalLM` as saved, `model.*`, or the bare `Qwen3Model`): q/k RMS norms in
-    the attention set it apart from Qwen2; no vision tower."""
+def is_qwen3(header: CheckpointHeader) -> bool:
+    """Qwen3 (klein; `Qwen3ForCausalLM` as saved, `model.*`, or the bare `Qwen3Model`): q/k RMS
+    norms in the attention set it apart from Qwen2; no vision tower."""
     saved = header.has("model.embed_tokens.weight") and header.has_prefix("model.layers.0.self_attn.q_norm.")
     bare = header.has("embed_tokens.weight") and header.has_prefix("layers.0.self_attn.q_norm.")
     return (saved or bare) and not header.has_prefix("visual.") and not header.has_prefix("model.visual.")
+
+
+def is_mistral3(header: CheckpointHeader) -> bool:
+    """Mistral3ForConditionalGeneration (FLUX.2-dev's Mistral Small 3.1): a Mistral text model
+    beside a Pixtral vision tower, as transformers saves it (`language_model.model.*`,
+    `vision_tower.*`) or in its in-memory names (`model.language_model.*`, `model.vision_tower.*`)."""
+    saved = header.has("language_model.model.embed_tokens.weight") and header.has_prefix("vision_tower.")
+    loaded = header.has("model.language_model.embed_tokens.weight") and header.has_prefix("model.vision_tower.")
+    return saved or loaded
+
+
+def is_text_encoder(header: CheckpointHeader) -> bool:
+    """Qwen3 (klein) or Mistral 3 (dev)."""
+    return is_qwen3(header) or is_mistral3(header)
 
 
 def is_vae(header: CheckpointHeader) -> bool:
@@ -89,15 +109,22 @@ def _sources(transformer_repo: str, encoder_repo: str) -> tuple[str, ...]:
 
 
 def _variant(name: str, description: str, transformer_repo: str, encoder_repo: str) -> VariantSpec:
+    """The tokenizer (klein's Qwen tokenizer, dev's Mistral processor folder) sits beside the text encoder."""
     return VariantSpec(name, description, _sources(transformer_repo, encoder_repo), f"{encoder_repo}:tokenizer/")
 
 
 FAMILY = FamilySpec(
     name=NAME,
-    description="FLUX.2 klein rectified-flow DiT (4B/9B, base and 4-step distilled), Qwen3 text encoder, reference images.",
+    description=(
+        "FLUX.2 rectified-flow DiT: klein (4B/9B, base and 4-step distilled, Qwen3 text encoder) and dev "
+        "(32B, guidance-distilled, Mistral Small 3.1 text encoder), reference images."
+    ),
     components=(
         ComponentSpec("dit", "Flux2 DiT (double + single-stream blocks)", is_dit, "diffusers.Flux2Transformer2DModel"),
-        ComponentSpec("text_encoder", "Qwen3 text encoder (hidden states of layers 9, 18, 27)", is_text_encoder, "transformers.Qwen3Model"),
+        ComponentSpec(
+            "text_encoder", "Qwen3 (klein: hidden states of layers 9, 18, 27) or Mistral 3 (dev: layers 10, 20, 30)",
+            is_text_encoder, "transformers.Qwen3Model / transformers.MistralModel",
+        ),
         ComponentSpec("vae", "32-channel autoencoder with latent batch-norm statistics", is_vae, "diffusers.AutoencoderKLFlux2"),
     ),
     variants=(
@@ -105,6 +132,7 @@ FAMILY = FamilySpec(
         _variant("klein-base-4b", "FLUX.2-klein-base-4B, undistilled, for fine-tuning (Qwen3-4B)", KLEIN_BASE_4B, KLEIN_4B),
         _variant("klein-9b", "FLUX.2-klein-9B, step-distilled (Qwen3-8B)", KLEIN_9B, KLEIN_9B),
         _variant("klein-base-9b", "FLUX.2-klein-base-9B, undistilled (Qwen3-8B)", KLEIN_BASE_9B, KLEIN_9B),
+        _variant("dev", "FLUX.2-dev, guidance-distilled (Mistral Small 3.1 24B)", DEV, DEV),
     ),
     default_lora_targets=DEFAULT_LORA_TARGETS,
     lora_target_aliases=LORA_TARGET_ALIASES,
@@ -115,6 +143,13 @@ FAMILY = FamilySpec(
     presets=(
         PresetSpec("tiny", "Random tiny FLUX.2-klein-4B (step-distilled) in the black-forest-labs repo layout"),
         PresetSpec("tiny-base", "Random tiny FLUX.2-klein-base-4B (undistilled) in the black-forest-labs repo layout"),
+        PresetSpec("tiny-dev", "Random tiny FLUX.2-dev (guidance embedding, Mistral 3 with a Pixtral tower) in the black-forest-labs repo layout"),
+    ),
+    options=(
+        FamilyOption(
+            "guidance", float, DEFAULT_GUIDANCE,
+            "Embedded guidance FLUX.2-dev's guidance-distilled DiT sees in training (DiffSynth-Studio uses 1.0); klein has none.",
+        ),
     ),
     resolution_multiple=16,  # VAE factor 8 x 2x2 latent patches
     repeated_blocks=("transformer_blocks", "single_transformer_blocks"),

@@ -1,7 +1,8 @@
-"""`diffsynth models init flux2 DIR --preset tiny|tiny-base`: deterministic random models in the
-layout of black-forest-labs/FLUX.2-klein-4B (or -base-4B): BFL's single transformer file at the
-root, the diffusers folders (transformer/, text_encoder/, tokenizer/, vae/, scheduler/) and
-`model_index.json`, so `Flux2KleinPipeline.from_pretrained(DIR)` loads it."""
+"""`diffsynth models init flux2 DIR --preset tiny|tiny-base|tiny-dev`: deterministic random models
+in the layout of black-forest-labs/FLUX.2-klein-4B (or -base-4B, or FLUX.2-dev): BFL's single
+transformer file at the root, the diffusers folders (transformer/, text_encoder/, tokenizer/,
+vae/, scheduler/) and `model_index.json`, so `Flux2KleinPipeline.from_pretrained(DIR)` (klein)
+or `Flux2Pipeline.from_pretrained(DIR, tokenizer=...)` (dev, see `build_mistral_tokenizer`) loads it."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ SCHEDULER_CONFIG = {
 }
 #: preset -> (BFL file name, is_distilled)
 PRESETS = {"tiny": ("flux-2-klein-4b.safetensors", True), "tiny-base": ("flux-2-klein-base-4b.safetensors", False)}
+DEV_PRESET = "tiny-dev"
 SHARD_SIZE = "150KB"  # text encoder and transformer in 2+ shards, as in the real repos
 
 # Qwen3's special tokens used by its chat template; <|endoftext|> pads.
@@ -72,8 +74,12 @@ CHAT_TEMPLATE = (
 
 def write_preset(preset: str, directory: Path, seed: int = 0) -> None:
     """Write `preset` into `directory` (created if needed)."""
+    if preset == DEV_PRESET:
+        from .tiny_dev import write_dev_preset
+
+        return write_dev_preset(directory, seed)
     if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r} for flux2 (choose from: {', '.join(PRESETS)})")
+        raise UserError(f"unknown preset {preset!r} for flux2 (choose from: {', '.join([*PRESETS, DEV_PRESET])})")
     original_file, distilled = PRESETS[preset]
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
@@ -100,10 +106,10 @@ def write_preset(preset: str, directory: Path, seed: int = 0) -> None:
     )
 
 
-def build_dit() -> torch.nn.Module:
+def build_dit(**overrides) -> torch.nn.Module:
     from diffusers import Flux2Transformer2DModel
 
-    return Flux2Transformer2DModel(**TINY_DIT)
+    return Flux2Transformer2DModel(**{**TINY_DIT, **overrides})
 
 
 def build_vae() -> torch.nn.Module:
