@@ -2,7 +2,9 @@
 reference images (`--extra_inputs edit_image`; its own case name, since both cases use the `tiny`
 preset and the matrix keys its cached runs and output folders by case name). In CI the
 reference case runs FP8 on the DiT only (the frozen text encoder and VAE load and run as in the
-text-to-image case); its second trained module is the text encoder."""
+text-to-image case); its second trained module is the text encoder. FLUX.2-dev (`tiny-dev`,
+`--variant dev`) runs its FP8 cells in CI: the DiT with its guidance embedding and the Mistral 3
+text encoder."""
 
 from pathlib import Path
 
@@ -19,4 +21,6 @@ class TestFlux2Options(OptionMatrix):
             "dataset_base_path": DATA / "edit", "max_pixels": 4096,
             "data_file_keys": "image,edit_image", "extra_inputs": "edit_image",
         }, components=("dit",), second_trained="text_encoder"),
+        MatrixCase("tiny-dev", variant="dev", options={"dataset_base_path": DATA, "max_pixels": 4096},
+                   components=("dit", "text_encoder")),
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The real FLUX.2 [klein] modules' configs (no download needed) and `plan_pipeline`'s meta builder.
+"""The real FLUX.2 modules' configs (no download needed) and `plan_pipeline`'s meta builder.
 
 Values are those of the black-forest-labs/FLUX.2-klein-{4B,9B} config.json files, as diffusers'
 scripts/convert_flux2_to_diffusers.py writes them (base and distilled share them):
@@ -9,6 +9,13 @@ scripts/convert_flux2_to_diffusers.py writes them (base and distilled share them
   embeddings) and Qwen3-8B (4096 wide, 36 layers, MLP 12288, untied), vocabulary 151936.
 - vae: AutoencoderKLFlux2's defaults (128/256/512/512 channels, 2 layers per block, 32 latent
   channels, quant convs, latent batch norm over 128 = 32 x 2x2 channels).
+FLUX.2-dev (black-forest-labs/FLUX.2-dev):
+- transformer: 48 heads of 128 (6144 wide), 8 double + 48 single blocks, text 15360 = 3 x 5120,
+  guidance embedding (otherwise klein's numbers);
+- text_encoder: Mistral Small 3.1's text model (5120 wide, 40 layers, 32 heads / 8 KV heads of
+  128, MLP 32768, vocabulary 131072, RoPE theta 1e9, untied); its Pixtral vision tower is not
+  loaded (the pipeline encodes text only);
+- vae: the same autoencoder.
 When the model files are present under `$DIFFSYNTH_MODEL_BASE_PATH/<repo>/` (diffusers layout),
 their config.json is used.
 """
@@ -39,6 +46,14 @@ TEXT = {
     "4b": dict(_QWEN3_COMMON, hidden_size=2560, intermediate_size=9728, tie_word_embeddings=True),
     "9b": dict(_QWEN3_COMMON, hidden_size=4096, intermediate_size=12288, tie_word_embeddings=False),
 }
+DIT["dev"] = dict(
+    _DIT_COMMON, num_layers=8, num_single_layers=48, num_attention_heads=48, joint_attention_dim=15360, guidance_embeds=True
+)
+MISTRAL_SMALL_3_1 = dict(
+    vocab_size=131072, hidden_size=5120, intermediate_size=32768, num_hidden_layers=40, num_attention_heads=32,
+    num_key_value_heads=8, head_dim=128, max_position_embeddings=131072, rope_theta=1000000000.0, rms_norm_eps=1e-5,
+    hidden_act="silu", sliding_window=None, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=11,
+)  # fmt: skip
 VAE: dict[str, Any] = {}  # AutoencoderKLFlux2's defaults are the real model's
 
 
@@ -48,33 +63,50 @@ def _local_config(source: str, folder: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _text_encoder(size: str, local: dict[str, Any] | None):
+    """(meta builder of the text model, tiny tokenizer) for plan; dev: MistralModel, klein: Qwen3Model."""
+    from transformers import Mistral3Config, MistralConfig, MistralModel, Qwen3Config, Qwen3Model
+
+    if size == "dev":
+        cfg = Mistral3Config.from_dict(local).text_config if local else MistralConfig(**MISTRAL_SMALL_3_1)
+        from .tiny_dev import build_mistral_tokenizer
+
+        return (lambda: MistralModel(cfg)), build_mistral_tokenizer()
+    from .tiny import build_tokenizer
+
+    qwen = Qwen3Config.from_dict(local or TEXT[size])
+    return (lambda: Qwen3Model(qwen)), build_tokenizer()
+
+
 def plan_pipeline(variant: str | None, context):
-    """Real-size dit, Qwen3 and vae on the meta device; the tiny tokenizer padding every prompt
-    to the pipelines' 512 tokens."""
+    """Real-size dit, text encoder and vae on the meta device; the tiny tokenizer padding every
+    prompt to the pipelines' 512 tokens."""
     from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
-    from transformers import Qwen3Config, Qwen3Model
 
     from diffsynth.plugin import UserError, empty_module
 
     from .inputs import MAX_LENGTH
-    from .pipeline import SCHEDULE, Flux2Modules, init_args
-    from .tiny import build_tokenizer
+    from .pipeline import MISTRAL3, QWEN3, SCHEDULE, Flux2Modules, init_args
+    from .spec import DEFAULT_GUIDANCE
 
     variants = {v.name: v for v in FAMILY.variants}
     chosen = variants.get(variant or FAMILY.variants[0].name)
     if chosen is None:
         raise UserError(f"flux2 plan: unknown variant {variant!r} ({', '.join(variants)})")
-    size = "9b" if "9b" in chosen.name else "4b"
+    size = "dev" if chosen.name == "dev" else "9b" if "9b" in chosen.name else "4b"
     text_source, dit_source, vae_source = chosen.model_sources
     dtype = context.torch_dtype
     dit_cfg = init_args(Flux2Transformer2DModel, _local_config(dit_source, "transformer") or DIT[size])
     vae_cfg = init_args(AutoencoderKLFlux2, _local_config(vae_source, "vae") or VAE)
-    text_cfg = Qwen3Config.from_dict(_local_config(text_source, "text_encoder") or TEXT[size])
+    build_text, tokenizer = _text_encoder(size, _local_config(text_source, "text_encoder"))
     modules = {
         "dit": empty_module(lambda: Flux2Transformer2DModel(**dit_cfg), dtype),
-        "text_encoder": empty_module(lambda: Qwen3Model(text_cfg), dtype),
+        "text_encoder": empty_module(build_text, dtype),
         "vae": empty_module(lambda: AutoencoderKLFlux2(**vae_cfg), dtype),
     }
-    tokenizer = build_tokenizer()
     tokenizer.model_max_length = MAX_LENGTH
-    return Flux2Modules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer)
+    return Flux2Modules(
+        modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer,
+        text_encoder_kind=MISTRAL3 if size == "dev" else QWEN3,
+        guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
+    )  # fmt: skip
