@@ -23,15 +23,20 @@ def sample(model_base, cwd, name, *args):
     return read_frames(cwd / name)
 
 
-def test_writes_the_asked_size_and_the_same_pixels_twice(model_base, tmp_path):
-    first, second = sample(model_base, tmp_path, "a.png"), sample(model_base, tmp_path, "b.png")
+@pytest.fixture(scope="module")
+def base(model_base, tmp_path_factory):
+    """The pixels of the plain command (no LoRA, default guidance), sampled once for the module."""
+    return sample(model_base, tmp_path_factory.mktemp("base"), "base.png")
+
+
+def test_writes_the_asked_size_and_the_same_pixels_twice(model_base, tmp_path, base):
+    first, second = base, sample(model_base, tmp_path, "b.png")
     assert first.shape == (1, 32, 48, 3) and first.std() > 0
     assert np.array_equal(first, second)
     assert not np.array_equal(first, sample(model_base, tmp_path, "g.png", "--guidance", "1.0"))  # embedded guidance is used
 
 
-def test_a_trained_lora_changes_the_pixels_and_scale_zero_does_not(model_base, tmp_path, lora):
-    base = sample(model_base, tmp_path, "base.png")
+def test_a_trained_lora_changes_the_pixels_and_scale_zero_does_not(model_base, tmp_path, lora, base):
     with_lora = sample(model_base, tmp_path, "lora.png", "--lora", lora)
     assert (with_lora != base).mean() > 0.01
     off = sample(model_base, tmp_path, "off.png", "--lora", lora, "--lora_scale", "0")
