@@ -13,6 +13,8 @@ preprocess and the core's loss), `backward`, AdamW. What differs, and why:
 - `--blocks_to_swap N`: the trainer's own `swap_blocks` runs on the fake model; the host copies
   are made before the tracker starts (host memory), the device copies while it runs (each block's
   weights while it runs, and the one fetched ahead);
+- `--offload_models`: the trainer's own `offload` runs on the fake pipeline, and the encoders'
+  device copies live only while they encode;
 - for a CPU, a 3-D convolution (the VAEs of Qwen-Image and Wan are causal 3-D convolutions)
   holds its im2col buffer while it runs (`CpuConv3dWorkspace`); a kernel's workspace is no
   tensor, so the tracker would not see it otherwise.
@@ -37,6 +39,7 @@ from torch.utils._pytree import tree_leaves
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
 from diffsynth.training.family_hooks import FamilyHooks
+from diffsynth.training.offload import offload, offloaded_components
 from diffsynth.training.trainable import TrainablePlan, apply_plan, plan_training
 from diffsynth.types import FamilyPipeline, RunContext
 
@@ -235,6 +238,11 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
         for module in pipeline.modules.values():
             make_fake(module, pipeline.device, done)
         on_host = labels.swapped = swapped_weights(config, family, pipeline)  # before the tracker: host memory
+        offloaded = None
+        if config.offload_models and not cached:  # --offload_models: encoders on the device only while encoding
+            offloaded = offload(pipeline, offloaded_components(config, pipeline, None, plan.components), pipeline.device)
+            on_host |= offloaded.parameters
+            labels.swapped |= offloaded.parameters
         tables = {name: tensor_attributes(module, mode) for name, module in pipeline.modules.items()}  # held: see tensor_attributes
 
         def add_weights(memory: LiveMemory, names: list[str]) -> dict[str, int]:
@@ -275,7 +283,7 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
                         if isinstance(t, torch.Tensor):
                             memory.add(t)
                 else:
-                    with memory.phase("encoders"):
+                    with memory.phase("encoders"), offloaded.on_device() if offloaded else contextlib.nullcontext():
                         inputs = hooks.preprocess(pipeline, sample, context, with_grad=train_preprocess)
                 with memory.phase("denoiser"):
                     loss = hooks.loss(pipeline, inputs, context)

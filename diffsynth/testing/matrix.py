@@ -228,15 +228,41 @@ class OptionMatrix(FamilyFixtures):
                                   resume_from_checkpoint="latest")  # fmt: skip
         workspace.assert_same_lora(straight, resumed, exact=True)
 
+    def test_offload_models_gives_the_same_lora(self, workspace, case, spec) -> None:
+        """`--offload_models` (every frozen encoder): the encoders' weights live in host copies,
+        on the device only while encoding, and the LoRA equals the run without it."""
+        encoders = workspace.encoders(case)
+        if not encoders:
+            pytest.skip(f"{spec.name}'s {case.id} loads no encoder")
+        offloaded = workspace.train(case, "offload-models", offload_models=",".join(encoders))
+        workspace.assert_same_lora(workspace.baseline(case), offloaded, exact=True)
+
     def test_two_processes(self, workspace, case) -> None:
-        """Two processes (DDP over gloo) on CPU train and write one LoRA."""
-        result, output = workspace.launch_two_processes(case)
+        """Two processes (DDP over gloo) on CPU train and write one LoRA, with the memory options
+        that move weights on (checkpointing, one block swapped, every encoder offloaded)."""
+        result, output = workspace.launch_two_processes(case, "ddp", **workspace.memory_options(case))
         assert result.returncode == 0, result.stderr[-3000:]
         assert "2 process(es)" in result.stdout
         from safetensors.torch import load_file
 
         lora = load_file(str(sorted(output.glob("epoch-*.safetensors"))[0]))
         assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())
+
+    def test_two_processes_memory_options_change_nothing(self, workspace, case) -> None:
+        """Under two-process DDP, the memory options give the LoRA of two processes without them."""
+        from safetensors.torch import load_file
+
+        if os.environ.get(FULL_MATRIX_ENV) != "1":
+            pytest.skip(f"runs with {FULL_MATRIX_ENV}=1 (nox -s matrix): two more two-process runs")
+        plain, plain_out = workspace.launch_two_processes(case, "ddp-plain", use_gradient_checkpointing=True)
+        moved, moved_out = workspace.launch_two_processes(case, "ddp-moved", **workspace.memory_options(case))
+        assert plain.returncode == 0 and moved.returncode == 0, (plain.stderr + moved.stderr)[-3000:]
+        first, second = (load_file(str(sorted(o.glob("epoch-*.safetensors"))[0])) for o in (plain_out, moved_out))
+        assert first.keys() == second.keys()
+        import torch
+
+        for key in first:
+            torch.testing.assert_close(first[key], second[key], rtol=1e-5, atol=1e-7, msg=key)
 
 
 class MatrixWorkspace:
@@ -328,9 +354,22 @@ class MatrixWorkspace:
             else:
                 torch.testing.assert_close(second[key], first[key], rtol=1e-4, atol=1e-6, msg=key)
 
-    def launch_two_processes(self, case: MatrixCase) -> tuple[subprocess.CompletedProcess, Path]:
-        output = self.root / f"{case.id}-ddp"
-        config = self.config(case, output, find_unused_parameters=True)
+    def encoders(self, case: MatrixCase) -> list[str]:
+        """The case's loaded components other than the denoiser."""
+        return [name for name in self.model_files(case).components if name != self.spec.denoiser]
+
+    def memory_options(self, case: MatrixCase) -> dict[str, Any]:
+        """Checkpointing, one block swapped (where the family declares blocks), every encoder offloaded."""
+        options: dict[str, Any] = {"use_gradient_checkpointing": True}
+        if self.spec.repeated_blocks:
+            options["blocks_to_swap"] = 1
+        if self.encoders(case):
+            options["offload_models"] = ",".join(self.encoders(case))
+        return options
+
+    def launch_two_processes(self, case: MatrixCase, name: str = "ddp", **overrides: Any) -> tuple[subprocess.CompletedProcess, Path]:
+        output = self.root / f"{case.id}-{name}"
+        config = self.config(case, output, find_unused_parameters=True, **overrides)
         flags = []
         for key, value in config.to_dict().items():
             if key in ("family", "family_options") or value is None or value is False:

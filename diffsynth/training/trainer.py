@@ -6,6 +6,8 @@ and loading models (minutes), and write `training_args.json` before the first st
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 import math
@@ -40,6 +42,7 @@ from diffsynth.errors import TrainingStopped, UserError
 from diffsynth.models.resolve import model_sources, resolve_model_files
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.training.block_swap import swap_for_run, to_device_except
+from diffsynth.training.offload import OffloadedEncoders, offload, offloaded_components
 from diffsynth.training.checkpointing import (
     CheckpointStore,
     LoadedCheckpoint,
@@ -128,6 +131,11 @@ class PreparedRun:
     recipe: RunRecipe | None = None  # EMA, grad clipping, caption dropout (diffsynth.training.recipes)
     #: --train_experts: the timestep experts, noisiest first (diffsynth.training.experts); None: one denoiser.
     experts: tuple[TrainedExpert, ...] | None = None
+    #: --offload_models: frozen encoders kept in host memory, on the device only while encoding
+    offloaded: OffloadedEncoders | None = None
+
+    def encoding(self) -> contextlib.AbstractContextManager:
+        return self.offloaded.on_device() if self.offloaded is not None else contextlib.nullcontext()
 
 
 class Trainer:
@@ -249,7 +257,8 @@ class Trainer:
             raise UserError(f"--validation_prompts: {self.family.name} cannot be sampled (its plugin has no sample_images)")
         run = self._prepare(dataset)
         if held_out is not None:
-            run.validation = encode_validation_set(self.hooks, run.pipeline, self.context, held_out, config.seed)
+            with run.encoding():
+                run.validation = encode_validation_set(self.hooks, run.pipeline, self.context, held_out, config.seed)
             run.best = BestRecord.read(run.outputs.root) if run.start.step else None
         run.validation_prompts = prompts
         result = TrainResult(steps=run.start.step)
@@ -325,10 +334,14 @@ class Trainer:
         preset = self._preset_lora(pipeline, plan)
         params = apply_plan(plan, pipeline, config, preset=preset, resume_lora=resume_lora, notes=notes)
         swap = swap_for_run(config.blocks_to_swap, self.family, pipeline.denoiser_module, accelerator)
+        offloaded = None
+        if config.offload_models and self.cached is None and config.task == "sft":  # split training: see cache/stage.py
+            names = offloaded_components(config, pipeline, model_files, plan.components)
+            offloaded = offload(pipeline, names, accelerator.device)
         for name, module in pipeline.modules.items():
             if swap is not None and name == pipeline.denoiser:
                 to_device_except(module, accelerator.device, swap.host_parameters)  # never whole on the device
-            else:
+            elif offloaded is None or name not in offloaded.names:
                 module.to(accelerator.device)
         pipeline.device = accelerator.device
         # --optimizer (AdamW by default) and --lr_scheduler (constant by default, explicitly: no hidden
@@ -366,7 +379,7 @@ class Trainer:
         return PreparedRun(
             accelerator, pipeline, plan, params, optimizer, scheduler, sampler, loader, outputs, store,
             fingerprint, total, start, StopRequest(), dataset, last_checkpoint=resume.path if resume else None,
-            recipe=recipe.track(pipeline, plan, accelerator), notes=notes, experts=experts,
+            recipe=recipe.track(pipeline, plan, accelerator), notes=notes, experts=experts, offloaded=offloaded,
         )
 
     def _state_dicts(self, run: PreparedRun) -> dict[str, dict[str, torch.Tensor]]:
@@ -415,14 +428,15 @@ class Trainer:
                     raise UserError(sample.message)
             with accelerator.accumulate(*modules), activations_offloaded(config.use_gradient_checkpointing_offload):
                 batch = []
-                for i, sample in enumerate(samples):
-                    place = (consumed - 1) * config.batch_size + i + 1  # = consumed for batch size 1
-                    run.recipe.drop_caption(sample, epoch, accelerator.process_index, place)
-                    inputs = cached_inputs(sample, pipeline.device) or self.hooks.preprocess(
-                        pipeline, sample, self.context, with_grad=train_preprocess
-                    )
-                    run.recipe.mask(inputs, sample)
-                    batch.append(inputs)
+                with run.encoding():  # --offload_models: the encoders on the device for this
+                    for i, sample in enumerate(samples):
+                        place = (consumed - 1) * config.batch_size + i + 1  # = consumed for batch size 1
+                        run.recipe.drop_caption(sample, epoch, accelerator.process_index, place)
+                        inputs = cached_inputs(sample, pipeline.device) or self.hooks.preprocess(
+                            pipeline, sample, self.context, with_grad=train_preprocess
+                        )
+                        run.recipe.mask(inputs, sample)
+                        batch.append(inputs)
                 if run.experts is not None:  # each sample to the expert owning its sigma
                     loss = routed_loss(self.hooks, pipeline, batch, self.context, run.experts)
                 else:
@@ -479,9 +493,10 @@ class Trainer:
             return None
         if run.validation_prompts and run.accelerator.is_main_process:
             modules = {name: run.accelerator.unwrap_model(m) for name, m in run.pipeline.modules.items()}
-            write_samples(self.hooks, replace(run.pipeline, modules=modules), self.context, self.config, self.family,
-                          run.validation_prompts, run.outputs.root / "samples" / f"step-{step}",
-                          run.accelerator if self.config.report_to == "tensorboard" else None, step)  # fmt: skip
+            with run.encoding():
+                write_samples(self.hooks, replace(run.pipeline, modules=modules), self.context, self.config, self.family,
+                              run.validation_prompts, run.outputs.root / "samples" / f"step-{step}",
+                              run.accelerator if self.config.report_to == "tensorboard" else None, step)  # fmt: skip
         return validation_loss(self.hooks, run.pipeline, run.validation) if run.validation is not None else None
 
     def _keep_if_best(self, run: PreparedRun, result: TrainResult, val_loss: float) -> None:

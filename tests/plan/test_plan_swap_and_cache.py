@@ -94,3 +94,20 @@ def test_tiny_qwen_image_cached_run_keeps_encoders_and_denoiser_apart(model_base
     encoder_weights = plain.weights["weights: text_encoder"] + plain.weights["weights: vae"]
     assert cached.phases["denoiser"] < plain.phases["denoiser"] - encoder_weights * 0.9
     assert cached.peak == max(cached.phases.values())
+
+
+def test_tiny_qwen_image_offloaded_encoders_leave_the_denoiser_phase(model_base, monkeypatch):
+    """`--offload_models text_encoder,vae`: the encoders' weights are on the device while they
+    encode (that phase's peak is unchanged) and not in the denoiser's step."""
+    from diffsynth.config import TrainConfig
+    from diffsynth.plan.simulate import predict
+    from diffsynth.plugins import load_registry
+
+    monkeypatch.setenv("DIFFSYNTH_MODEL_BASE_PATH", str(model_base))
+    monkeypatch.setenv("DIFFSYNTH_SKIP_DOWNLOAD", "True")
+    flags = dict(family="qwen-image", lora_base_model="dit", lora_rank=4, max_pixels=4096, use_gradient_checkpointing=True)
+    plain = predict(load_registry(), TrainConfig(**flags), "cpu")
+    offloaded = predict(load_registry(), TrainConfig(**flags, offload_models="text_encoder,vae"), "cpu")
+    assert offloaded.phases["encoders"] == plain.phases["encoders"]
+    encoder_weights = plain.weights["weights: text_encoder"] + plain.weights["weights: vae"]
+    assert offloaded.phases["denoiser"] == pytest.approx(plain.phases["denoiser"] - encoder_weights, rel=1e-3)
