@@ -100,8 +100,9 @@ class TrainConfig:
     variant: str | None = opt(None, "Which of the family's default model sets to use when no model flag is given.", MODELS)
     offload_models: str | None = opt(
         None,
-        "Comma-separated model sources (as in --model_id_with_origin_paths) this run leaves unloaded "
-        "(DiffSynth-Studio's split training; with --task sft:data_process / sft:train).",
+        "Comma-separated frozen encoders (component names or model sources as given): their weights stay in "
+        "CPU memory and go to the GPU only while encoding. With --task sft:data_process / sft:train "
+        "(DiffSynth-Studio's split training): the models that stage leaves unloaded.",
         MODELS,
     )
     download_source: str | None = opt(
