@@ -14,6 +14,7 @@ import os
 import random
 import re
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,41 @@ def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return plain, tensors
 
 
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_rng() -> list[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
+    """Every process's RNG states, on the main process (rank order; others get []). Every process
+    must call it in a multi-process run: each rank draws its own noise, so a resume restores each
+    rank's own states (rank 0's everywhere would change every other rank's noise)."""
+    mine = capture_rng()
+    rank, world = _rank_and_world()
+    if world == 1:
+        return [mine]
+    import torch.distributed as dist
+
+    found: list[Any] | None = [None] * world if rank == 0 else None
+    dist.gather_object(mine, found, dst=0)
+    return list(found) if found is not None else []
+
+
 def restore_rng(plain: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Restore this process's RNG states: rank 0's are the checkpoint's top-level ones (all a
+    one-process checkpoint has), rank i's are under `ranks` (plain) and `rank<i>.` (tensors)."""
+    rank, _ = _rank_and_world()
+    if rank and str(rank) in plain.get("ranks", {}):
+        plain = plain["ranks"][str(rank)]
+        prefix = f"rank{rank}."
+        tensors = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+    elif rank:  # written before checkpoints kept every rank's: this rank keeps its device-specific seed
+        sys.stderr.write(f"warning: the checkpoint holds no random state for process {rank} (written by an older "
+                         "version); its noise from here on differs from the uninterrupted run's\n")
+        return
     version, internal, gauss = plain["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = plain["numpy"]
@@ -88,6 +123,18 @@ def restore_rng(plain: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None
     cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith("torch_cuda_"))]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def _merge_rng(states: list[tuple[dict[str, Any], dict[str, torch.Tensor]]]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """One (plain, tensors) pair holding every rank's states: rank 0's at the top level, as a
+    one-process checkpoint has them."""
+    plain, tensors = dict(states[0][0]), dict(states[0][1])
+    if len(states) > 1:
+        plain["ranks"] = {str(i): p for i, (p, _) in enumerate(states) if i}
+        for i, (_, t) in enumerate(states):
+            if i:
+                tensors.update({f"rank{i}.{k}": v for k, v in t.items()})
+    return plain, tensors
 
 
 # -- the store ------------------------------------------------------------------------------------
@@ -179,9 +226,11 @@ class CheckpointStore:
         scheduler: dict[str, Any],
         limit: int | None = None,
         ema: dict[str, torch.Tensor] | None = None,
+        rng: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] | None = None,
     ) -> Path:
         """Write `step-N/` atomically, point `latest` at it, keep the newest `limit`.
 
+        `rng`: every process's RNG states (`gather_rng`); this process's alone when None.
         A full disk (or any write error) is one line; the previous checkpoint and `latest` stay
         untouched and the partial folder is removed."""
         from safetensors.torch import save_file
@@ -192,7 +241,7 @@ class CheckpointStore:
             tmp = self.root / f".incomplete-step-{position.step}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            rng_plain, rng_tensors = capture_rng()
+            rng_plain, rng_tensors = _merge_rng(rng or [capture_rng()])
             save_file({k: v.detach().cpu().contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
             save_file(rng_tensors, str(tmp / "rng.safetensors"))
             if ema is not None:

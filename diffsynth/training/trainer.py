@@ -48,10 +48,20 @@ from diffsynth.training.checkpointing import (
     LoadedCheckpoint,
     TrainingPosition,
     check_fingerprint,
+    gather_rng,
     load_checkpoint,
     restore_rng,
 )
-from diffsynth.training.distributed import expose_module_attributes
+from diffsynth.training.distributed import (
+    check_engine,
+    expose_module_attributes,
+    is_fsdp,
+    load_training_state,
+    optimizer_state,
+    trainable_names,
+    trainable_parameters,
+    trainable_state,
+)
 from diffsynth.training.experts import TrainedExpert, check_train_experts, describe, plan_experts, routed_loss
 from diffsynth.training.family_hooks import FamilyHooks
 from diffsynth.training.flag_checks import use_one_cpu_thread, validate
@@ -312,6 +322,7 @@ class Trainer:
             project_dir=config.output_path,
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)],
         )
+        check_engine(accelerator, config)  # FSDP/DeepSpeed: refuse what they cannot do, in one line
         outputs = RunOutputs(prepare_output_dir(Path(config.output_path)))
         store = CheckpointStore(outputs.root)
         resume = self._resume_from(store)
@@ -354,6 +365,8 @@ class Trainer:
         )
         for name, wrapped in zip(plan.components, modules):
             pipeline.modules[name] = expose_module_attributes(wrapped, pipeline.modules[name])
+        if is_fsdp(accelerator):  # prepare sharded them into new parameters: clip those
+            params = trainable_parameters({n: pipeline.modules[n] for n in plan.components})
 
         loader = make_loader(dataset, sampler, config.dataset_num_workers, config.seed)
         total = len(sampler) * config.num_epochs // config.gradient_accumulation_steps
@@ -388,24 +401,15 @@ class Trainer:
         return {n: run.accelerator.get_state_dict(run.pipeline.modules[n]) for n in run.plan.components}
 
     def _trainable_tensors(self, run: PreparedRun) -> dict[str, torch.Tensor]:
-        states = self._state_dicts(run)
-        modules = {n: run.accelerator.unwrap_model(run.pipeline.modules[n]) for n in run.plan.components}
-        return {
-            f"{component}.{name}": states[component][name]
-            for component, module in modules.items()
-            for name, p in module.named_parameters()
-            if p.requires_grad
-        }
+        """Full trainable tensors by `component.name`; every process calls it (under FSDP only the
+        main one gets them)."""
+        return trainable_state(run.accelerator, {n: run.pipeline.modules[n] for n in run.plan.components})
 
     def _restore(self, resume: LoadedCheckpoint, pipeline, plan, optimizer, scheduler, accelerator) -> None:
-        modules = {n: accelerator.unwrap_model(pipeline.modules[n]) for n in plan.components}
-        live = {f"{c}.{n}": p for c, m in modules.items() for n, p in m.named_parameters() if p.requires_grad}
-        if set(live) != set(resume.trainable):
+        modules = {n: pipeline.modules[n] for n in plan.components}
+        if trainable_names(accelerator, modules) != set(resume.trainable):
             raise UserError(f"--resume_from_checkpoint: {resume.path} holds other trainable parameters than this run")
-        with torch.no_grad():
-            for name, param in live.items():
-                param.copy_(resume.trainable[name])
-        optimizer.load_state_dict(resume.optimizer)
+        load_training_state(accelerator, modules, resume.trainable, optimizer, resume.optimizer)  # scatters under FSDP
         scheduler.load_state_dict(resume.scheduler)
         restore_rng(resume.state.rng, resume.torch_rng)
 
@@ -529,16 +533,19 @@ class Trainer:
 
     def _checkpoint(self, run: PreparedRun, position: TrainingPosition) -> Path | None:
         run.accelerator.wait_for_everyone()
-        trainable = self._trainable_tensors(run)
+        trainable = self._trainable_tensors(run)  # every process: under FSDP these gather the shards
+        optimizer = optimizer_state(run.accelerator, {n: run.pipeline.modules[n] for n in run.plan.components}, run.optimizer)
+        rng = gather_rng()  # each process's own random states
         if run.accelerator.is_main_process:
             run.last_checkpoint = run.checkpoints.save(
                 position,
                 run.fingerprint,
                 trainable,
-                run.optimizer.state_dict(),
+                optimizer,
                 run.scheduler.state_dict(),
                 limit=self.config.checkpoints_total_limit,
                 ema=run.recipe.ema_state(),
+                rng=rng,
             )
         return run.last_checkpoint
 
