@@ -1,22 +1,17 @@
-"""`python -m diffsynth.testing.fsdp_on_cpu ENGINE ARGS [--- ENGINE ARGS ...]` runs `diffsynth ARGS`
-once per group, one after the other in the same processes, under accelerate's FSDP (ENGINE
-`fsdp`) or plain DDP (`ddp`), on CPU processes over gloo; for tests launched with
+"""`python -m diffsynth.testing.fsdp_on_cpu ARGS` runs `diffsynth ARGS` under accelerate's FSDP on
+CPU processes over gloo, for tests launched with
 `accelerate launch --config_file examples/accelerate/fsdp.yaml --num_processes 2`.
 
 Why a tool: accelerate (1.15) turns an FSDP launch on a machine without GPUs into multi-CPU DDP
 (`AcceleratorState` sets FSDP only for GPU-like devices), although torch's FSDP2 (`fully_shard`)
-and torch.distributed.checkpoint run on CPU over gloo. For `fsdp` this sets the distributed type
-back to FSDP right after accelerate chose MULTI_CPU, as accelerate itself does for GPUs, so the
-rest (accelerate's `prepare` sharding the modules, `get_state_dict`, the trainer's checkpoint
-save and restore) is the real FSDP code. Running several commands in one launch saves the
-processes' start-up (most of a small test's time). After `prepare`, every process prints
+and torch.distributed.checkpoint run on CPU over gloo. This sets the distributed type back to
+FSDP right after accelerate chose MULTI_CPU, as accelerate itself does for GPUs, so the rest
+(accelerate's `prepare` sharding the modules, `get_state_dict`, the trainer's checkpoint save and
+restore) is the real FSDP code. After `prepare`, every process prints
 `rank R: <engine>, holds N of M trainable values` so a test can see the sharding.
 Test tooling: the trainer itself has no such switch."""
 
 from __future__ import annotations
-
-import os
-import sys
 
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
@@ -47,28 +42,7 @@ def _reporting_prepare(self: Trainer, dataset):  # noqa: ANN001 - Trainer._prepa
     return run
 
 
-def _engine(name: str) -> None:
-    """Make the next Accelerator use FSDP (`fsdp`) or DDP (`ddp`), keeping the process group."""
-    if name not in ("fsdp", "ddp"):
-        raise SystemExit(f"fsdp_on_cpu: the engine is fsdp or ddp, not {name!r}")
-    if AcceleratorState._shared_state:  # a command ran before (its end_training destroyed the process group)
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        AcceleratorState._reset_state(reset_partial_state=True)  # the next Accelerator makes a new group
-    os.environ["ACCELERATE_USE_FSDP"] = "true" if name == "fsdp" else "false"
-
-
 if __name__ == "__main__":
     AcceleratorState.__init__ = _keep_fsdp  # type: ignore[method-assign]
     Trainer._prepare = _reporting_prepare  # type: ignore[method-assign]
-    args, groups = sys.argv[1:], []
-    while "---" in args:
-        cut = args.index("---")
-        groups.append(args[:cut])
-        args = args[cut + 1:]
-    groups.append(args)
-    for engine, *command in groups:
-        _engine(engine)
-        main(command)
+    main()

@@ -50,7 +50,7 @@ def test_fsdp_resumes_a_checkpoint_bit_equal_and_writes_what_ddp_writes(tmp_path
            toy_models)
     step4 = ddp / "checkpoints" / "step-4"
     result = launch([*LAUNCH, "--config_file", str(ROOT / "examples" / "accelerate" / "fsdp.yaml"),
-                     "-m", "diffsynth.testing.fsdp_on_cpu", "fsdp", *ARGS, "--output_path", str(fsdp),
+                     "-m", "diffsynth.testing.fsdp_on_cpu", *ARGS, "--output_path", str(fsdp),
                      "--resume_from_checkpoint", str(step4)], toy_models)
     # really sharded: each of the 2 processes holds half of every trainable tensor
     assert "rank 0: FSDP, holds 512 of 1024 trainable values" in result.stdout, result.stdout
