@@ -62,6 +62,11 @@ class FamilyHooks:
         return result
 
     def load_pipeline(self, models: ModelFiles, context: RunContext) -> FamilyPipeline:
+        missing = [c.name for c in self.family.components
+                   if not c.optional and c.name not in models.components and context.needs(c.name)]  # fmt: skip
+        if missing:  # before the family's code: it may index any component it needs
+            raise UserError(f"{self.family.name} needs checkpoints for: {', '.join(missing)} "
+                            "(add them to --model_id_with_origin_paths or --model_paths)")  # fmt: skip
         pipeline = self._hook.load_pipeline(family=self.family.name, models=models, context=context)
         pipeline = self._required("load_pipeline", pipeline)
         if pipeline.denoiser not in pipeline.modules and context.needs(pipeline.denoiser):

@@ -27,7 +27,6 @@ from .spec import DEV_REPO
 # DiffSynth-Studio's FLUX training schedule: static shift 3 (diffusers' inference uses a
 # resolution-dependent dynamic shift instead; training draws sigmas from this one).
 SCHEDULE = FlowMatchSchedule(shift=3.0)
-COMPONENTS = ("dit", "text_encoder", "text_encoder_2", "vae")
 TOKENIZER_2 = f"{DEV_REPO}:tokenizer_2/"
 
 
@@ -48,9 +47,6 @@ class FluxModules(FamilyPipeline):
 
 
 def load(models: ModelFiles, context: RunContext) -> FluxModules:
-    missing = [name for name in COMPONENTS if name not in models.components and context.needs(name)]
-    if missing:
-        raise UserError(f"flux needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
     encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
     if models.tokenizer_path is None and encodes_text:
         raise UserError(f"flux needs the CLIP tokenizer: pass --tokenizer_path (e.g. {DEV_REPO}:tokenizer/)")

@@ -13,7 +13,6 @@ from . import configs
 
 # DiffSynth-Studio's training schedule for Qwen-Image: exponential shift mu=0.8, terminal 0.02.
 SCHEDULE = FlowMatchSchedule(exponential_mu=0.8, shift_terminal=0.02)
-COMPONENTS = ("dit", "text_encoder", "vae")
 
 
 @dataclass
@@ -40,9 +39,6 @@ class QwenImageModules(FamilyPipeline):
 
 
 def load(models: ModelFiles, context: RunContext) -> QwenImageModules:
-    missing = [name for name in COMPONENTS if name not in models.components and context.needs(name)]
-    if missing:
-        raise UserError(f"qwen-image needs checkpoints for: {', '.join(missing)} (add them to --model_paths)")
     encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
     if models.tokenizer_path is None and encodes_text:
         raise UserError("qwen-image needs the Qwen2 tokenizer: pass --tokenizer_path (e.g. Qwen/Qwen-Image:tokenizer/)")

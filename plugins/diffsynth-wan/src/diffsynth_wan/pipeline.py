@@ -23,7 +23,6 @@ from . import configs, convert
 # DiffSynth-Studio trains every Wan model on the static shift-5 schedule (FlowMatchScheduler(shift=5)).
 SCHEDULE = FlowMatchSchedule(shift=5.0)
 A14B_BOUNDARY_RATIO = {"t2v": 0.875, "i2v": 0.9}
-REQUIRED = ("dit", "text_encoder", "vae")
 
 
 @dataclass
@@ -49,9 +48,6 @@ class WanModules(FamilyPipeline):
 
 
 def load(models: ModelFiles, context: RunContext) -> WanModules:
-    missing = [name for name in REQUIRED if name not in models.components and context.needs(name)]
-    if missing:
-        raise UserError(f"wan needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
     encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
     if models.tokenizer_path is None and encodes_text:
         raise UserError("wan needs the umT5 tokenizer: pass --tokenizer_path (e.g. Wan-AI/Wan2.1-T2V-1.3B:google/umt5-xxl/)")

@@ -27,7 +27,6 @@ from diffsynth.plugin import (
 
 # DiffSynth-Studio trains Z-Image (base and Turbo alike) on its "Z-Image" schedule: static shift 3.
 SCHEDULE = FlowMatchSchedule(shift=3.0)
-COMPONENTS = ("dit", "text_encoder", "vae")
 #: ZImagePipeline's max_sequence_length: the prompt is truncated to this many tokens.
 MAX_SEQUENCE_LENGTH = 512
 #: Z-Image-Turbo's scheduler/scheduler_config.json, for a transformer without a scheduler/ folder.
@@ -53,9 +52,6 @@ class ZImageConditioning:
 
 
 def load(models: ModelFiles, context: RunContext) -> ZImageModules:
-    missing = [name for name in COMPONENTS if name not in models.components and context.needs(name)]
-    if missing:
-        raise UserError(f"z-image needs checkpoints for: {', '.join(missing)} (add them to --model_paths)")
     encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
     if models.tokenizer_path is None and encodes_text:
         raise UserError("z-image needs the Qwen3 tokenizer: pass --tokenizer_path (e.g. Tongyi-MAI/Z-Image-Turbo:tokenizer/)")
