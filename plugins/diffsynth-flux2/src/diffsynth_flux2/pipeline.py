@@ -30,7 +30,6 @@ from .spec import DEFAULT_GUIDANCE, DEV, KLEIN_4B
 # DiffSynth-Studio's FLUX.2 training schedule (FlowMatchScheduler("FLUX.2") in training mode):
 # exponential time shift with mu = 0.8 (inference uses the resolution-dependent empirical mu).
 SCHEDULE = FlowMatchSchedule(exponential_mu=0.8)
-COMPONENTS = ("dit", "text_encoder", "vae")
 QWEN3, MISTRAL3 = "qwen3", "mistral3"
 
 
@@ -56,9 +55,6 @@ class Flux2Modules(FamilyPipeline):
 
 
 def load(models: ModelFiles, context: RunContext) -> Flux2Modules:
-    missing = [name for name in COMPONENTS if name not in models.components and context.needs(name)]
-    if missing:
-        raise UserError(f"flux2 needs checkpoints for: {', '.join(missing)} (add them to --model_id_with_origin_paths)")
     kind = text_encoder_kind(models.components["text_encoder"]) if "text_encoder" in models.components else None
     if models.tokenizer_path is None and kind is not None:  # no text encoder when training from the encoder cache
         example = f"{DEV}:tokenizer/" if kind == MISTRAL3 else f"{KLEIN_4B}:tokenizer/"
