@@ -91,7 +91,7 @@ def stage_files(family, config: TrainConfig, encoders: bool) -> ModelFiles:
     """The model files of one stage: the encoders alone (every component but the denoiser) or
     the denoiser alone; `--offload_models` sources (DiffSynth-Studio's flag) are left out."""
     from diffsynth.models.checkpoints import identify_all
-    from diffsynth.models.resolve import choose_variant, model_sources
+    from diffsynth.models.resolve import folders_variant, model_sources
     from diffsynth.models.sources import DownloadSettings, resolve_files, resolve_folder
 
     settings = DownloadSettings.from_env(config.download_source)
@@ -102,7 +102,7 @@ def stage_files(family, config: TrainConfig, encoders: bool) -> ModelFiles:
         components = {n: g for n, g in components.items() if n != family.denoiser}
         if not components:
             raise UserError(f"{_flag(config)}: no encoder among the model sources (only the {family.denoiser}); add the VAE and text encoder")
-        variant = choose_variant(family, config)
+        variant = folders_variant(family, config)
         tok, proc = config.tokenizer_path or variant.tokenizer_source, config.processor_path or variant.processor_source
         return ModelFiles(
             components,

@@ -32,6 +32,24 @@ def choose_variant(family: FamilySpec, config: TrainConfig) -> VariantSpec:
     return family.variant(None)
 
 
+def folders_variant(family: FamilySpec, config: TrainConfig) -> VariantSpec:
+    """The variant whose tokenizer and processor folders a run uses when it names none: without
+    `--variant`, the one whose default sources share the most repos with
+    `--model_id_with_origin_paths` (DiffSynth-Studio's commands name repos, not variants: a
+    FLUX.2-dev command needs dev's tokenizer, an Edit-2509 one its processor), when it shares more
+    than `choose_variant`'s does."""
+    chosen = choose_variant(family, config)
+    if config.variant or not config.model_id_with_origin_paths:
+        return chosen
+    given = {s.repo_id for s in parse_origin_paths(config.model_id_with_origin_paths) if s.repo_id}
+
+    def shared(variant: VariantSpec) -> int:
+        return len({parse_origin_path(s).repo_id for s in variant.model_sources} & given)
+
+    best = max(family.variants, key=shared)  # the first of the most shared, in the family's order
+    return best if shared(best) > shared(chosen) else chosen
+
+
 def model_sources(family: FamilySpec, config: TrainConfig) -> list[ModelSource]:
     """The user's sources (both flags may be mixed), or the variant's defaults when none."""
     sources: list[ModelSource] = []
@@ -52,7 +70,7 @@ def resolve_model_files(
     settings = settings or DownloadSettings.from_env(config.download_source)
     pairs = [(s.spec, resolve_files(s, settings)) for s in model_sources(family, config)]
     components = identify_all(family, pairs)
-    variant = choose_variant(family, config)
+    variant = folders_variant(family, config)
     tokenizer_spec = config.tokenizer_path or variant.tokenizer_source
     processor_spec = config.processor_path or variant.processor_source
     return ModelFiles(

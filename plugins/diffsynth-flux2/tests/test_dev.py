@@ -148,16 +148,17 @@ def test_a_klein_tokenizer_for_the_dev_encoder_is_refused_in_one_line(model_base
     from diffsynth.models.resolve import resolve_model_files
     from diffsynth.models.sources import DownloadSettings
 
-    sources = ",".join(FAMILY.variant("dev").model_sources)  # without --variant: klein's tokenizer
-    files = resolve_model_files(FAMILY, TrainConfig(model_id_with_origin_paths=sources), DownloadSettings.offline(model_base))
+    sources = ",".join(FAMILY.variant("dev").model_sources)
+    klein = FAMILY.variant("klein-4b").tokenizer_source
+    flags = TrainConfig(model_id_with_origin_paths=sources, tokenizer_path=klein)
+    files = resolve_model_files(FAMILY, flags, DownloadSettings.offline(model_base))
     with pytest.raises(UserError, match="pass --variant dev"):
         load(files, config())
 
 
 # DiffSynth-Studio's examples/flux2/model_training/lora/FLUX.2-dev.sh: split training, the
-# encoders' pass (stage 1) then the DiT's from its cache (stage 2), pasted but for smaller numbers,
-# no --dataset_num_workers and `--tokenizer_path` added (DiffSynth-Studio's train.py defaults it
-# to FLUX.2-dev's; diffsynth defaults to the first variant's, klein's, unless --variant dev).
+# encoders' pass (stage 1) then the DiT's from its cache (stage 2), pasted but for smaller numbers
+# and no --dataset_num_workers; the tokenizer folder follows the FLUX.2-dev repo the sources name.
 DEV_TARGETS = "to_q,to_k,to_v,add_q_proj,add_k_proj,add_v_proj,to_qkv_mlp_proj"
 DEV_COMMON = (
     "--max_pixels", "4096", "--learning_rate", "1e-4", "--num_epochs", "1", "--remove_prefix_in_ckpt", "pipe.dit.",
@@ -167,7 +168,6 @@ DEV_STAGE_1 = (
     "train", "flux2", "--dataset_base_path", str(DATA), "--dataset_metadata_path", str(DATA / "metadata.csv"),
     "--dataset_repeat", "1",
     "--model_id_with_origin_paths", f"{DEV}:text_encoder/*.safetensors,{DEV}:vae/diffusion_pytorch_model.safetensors",
-    "--tokenizer_path", f"{DEV}:tokenizer/",
     "--output_path", "./models/train/FLUX.2-dev-LoRA-splited-cache", *DEV_COMMON, "--task", "sft:data_process",
 )  # fmt: skip
 DEV_STAGE_2 = (
