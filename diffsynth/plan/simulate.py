@@ -241,8 +241,7 @@ def predict(registry: FamilyRegistry, config: TrainConfig, device: str = "cuda")
         offloaded = None
         if config.offload_models and not cached:  # --offload_models: encoders on the device only while encoding
             offloaded = offload(pipeline, offloaded_components(config, pipeline, None, plan.components), pipeline.device)
-            on_host |= offloaded.parameters
-            labels.swapped |= offloaded.parameters
+            on_host |= offloaded.parameters  # the same set as labels.swapped
         tables = {name: tensor_attributes(module, mode) for name, module in pipeline.modules.items()}  # held: see tensor_attributes
 
         def add_weights(memory: LiveMemory, names: list[str]) -> dict[str, int]:

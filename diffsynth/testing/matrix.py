@@ -228,13 +228,26 @@ class OptionMatrix(FamilyFixtures):
                                   resume_from_checkpoint="latest")  # fmt: skip
         workspace.assert_same_lora(straight, resumed, exact=True)
 
-    def test_offload_models_gives_the_same_lora(self, workspace, case, spec) -> None:
+    def test_offload_models_gives_the_same_lora(self, workspace, case, spec, monkeypatch) -> None:
         """`--offload_models` (every frozen encoder): the encoders' weights live in host copies,
-        on the device only while encoding, and the LoRA equals the run without it."""
+        brought to the device for each step's encoding (on a CPU the device is the host, so the
+        run's use of the mechanism is observed; tests/training/test_offload_models.py checks the
+        copies themselves), and the LoRA equals the run without it."""
+        from diffsynth.training.offload import OffloadedEncoders
+
         encoders = workspace.encoders(case)
         if not encoders:
             pytest.skip(f"{spec.name}'s {case.id} loads no encoder")
+        entered: list[list[str]] = []
+        on_device = OffloadedEncoders.on_device
+
+        def observed(self):
+            entered.append(sorted(self.names))
+            return on_device(self)
+
+        monkeypatch.setattr(OffloadedEncoders, "on_device", observed)
         offloaded = workspace.train(case, "offload-models", offload_models=",".join(encoders))
+        assert len(entered) >= self.steps and all(names == sorted(encoders) for names in entered)
         workspace.assert_same_lora(workspace.baseline(case), offloaded, exact=True)
 
     def test_two_processes(self, workspace, case) -> None:

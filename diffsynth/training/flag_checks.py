@@ -26,7 +26,7 @@ def resolve_dtype(name: str) -> str:
 def use_one_cpu_thread() -> None:
     """On a CPU, compute with one intra-op thread unless OMP_NUM_THREADS says otherwise: the tiny
     and small models trained on CPUs run 13x faster so when other jobs share the cores (72 vs
-    955 ms per step of the tiny Qwen-Image at load 4; docs/benchmarks.md)."""
+    955 ms per step of a tiny preset at load 4; docs/benchmarks.md)."""
     import os
 
     if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:

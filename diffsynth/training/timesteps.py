@@ -40,7 +40,7 @@ def image_seq_len(latents: torch.Tensor) -> int:
     return int(frames * (h // 2) * (w // 2))
 
 
-def flux_mu(seq_len: int) -> float:
+def resolution_mu(seq_len: int) -> float:
     m = (MAX_SHIFT - BASE_SHIFT) / (MAX_SEQ_LEN - BASE_SEQ_LEN)
     return m * seq_len + (BASE_SHIFT - m * BASE_SEQ_LEN)
 
@@ -76,7 +76,7 @@ def draw_unit(method: str, batch: int, *, latents: torch.Tensor | None = None, d
     if method == "flux_shift":
         if latents is None:
             raise ValueError("flux_shift needs the latents (their token count sets the shift)")
-        return shift(t, math.exp(flux_mu(image_seq_len(latents))))
+        return shift(t, math.exp(resolution_mu(image_seq_len(latents))))
     raise ValueError(f"unknown timestep sampling {method!r}")
 
 

@@ -85,7 +85,7 @@ def test_flux_shift_depends_on_the_token_count():
     grid = draw("flux_shift", latents=lat(N, 16, 64, 64))
     assert torch.equal(packed, grid)
     mu = 0.5 + (1.15 - 0.5) / (4096 - 256) * (1024 - 256)
-    assert ts.flux_mu(1024) == pytest.approx(mu)
+    assert ts.resolution_mu(1024) == pytest.approx(mu)
     assert ks_distance(packed, lambda x: normal_cdf(logit(unshift(x, math.exp(mu))))) < KS_LIMIT
     small, large = draw("flux_shift", latents=lat(N, 256, 64)), draw("flux_shift", latents=lat(N, 4096, 64))
     assert small.mean() < packed.mean() < large.mean()  # more tokens: noisier (FLUX's resolution shift)
