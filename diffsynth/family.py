@@ -7,7 +7,8 @@ contract and a third-party plugin can still override one step of an existing fam
 broken plugin): a method name that is no hook, a hook with other parameters than the base's, a
 required hook left out.
 
-Import-light: nothing here imports torch; put heavy imports inside the methods.
+Import-light: nothing here imports torch; put heavy imports inside the methods, or register a
+`LazyFamily` whose class lives in a module imported on the first hook call.
 """
 
 from __future__ import annotations
@@ -116,21 +117,11 @@ class Family:
         super().__init_subclass__(**kwargs)
         if "spec" in cls.__dict__ and not isinstance(cls.spec, FamilySpec):
             raise FamilyDefinitionError(f"{cls.__name__}.spec must be a FamilySpec")
-        hooks = set(REQUIRED + OPTIONAL)
-        for name, value in cls.__dict__.items():
-            if name.startswith("_") or not callable(value) or isinstance(value, (staticmethod, classmethod, type)):
-                continue
-            if name not in hooks:
-                raise FamilyDefinitionError(
-                    f"{cls.__name__}.{name} is not a family hook (hooks: {', '.join(REQUIRED + OPTIONAL)}); "
-                    "name helpers with a leading underscore or move them to a module"
-                )
-            expected = list(inspect.signature(getattr(Family, name)).parameters)
-            given = list(inspect.signature(value).parameters)
-            if given != expected:
-                raise FamilyDefinitionError(
-                    f"{cls.__name__}.{name}({', '.join(given)}): expected ({', '.join(expected)})"
-                )
+        # the class's own methods and those of the mixins it is composed of (a family may group
+        # its methods by concern in classes that live next to their helpers)
+        for owner in cls.__mro__:
+            if owner not in Family.__mro__:
+                _check_methods(owner)
         if "spec" in cls.__dict__:
             missing = [n for n in REQUIRED if getattr(cls, n) is getattr(Family, n)]
             if missing:
@@ -143,6 +134,10 @@ class Family:
 
     def _mine(self, family: str) -> bool:
         return family == self.spec.name
+
+    def _impl(self) -> Family:
+        """The object whose methods answer (a `LazyFamily` imports it on first use)."""
+        return self
 
     @hookimpl
     def register_families(self, register: Callable[[FamilySpec], None]) -> None:
@@ -197,3 +192,96 @@ class Family:
     @hookimpl(specname="normalize_lora_state_dict")
     def _normalize_lora_state_dict_hook(self, family, state_dict, metadata):
         return self.normalize_lora_state_dict(state_dict, metadata) if self._mine(family) else None
+
+
+def _check_methods(owner: type) -> None:
+    """Every public method of `owner` is a hook with the base class's parameters."""
+    hooks = set(REQUIRED + OPTIONAL)
+    for name, value in owner.__dict__.items():
+        if name.startswith("_") or not callable(value) or isinstance(value, (staticmethod, classmethod, type)):
+            continue
+        if name not in hooks:
+            raise FamilyDefinitionError(
+                f"{owner.__name__}.{name} is not a family hook (hooks: {', '.join(REQUIRED + OPTIONAL)}); "
+                "name helpers with a leading underscore or move them to a module"
+            )
+        expected = list(inspect.signature(getattr(Family, name)).parameters)
+        given = list(inspect.signature(value).parameters)
+        if given != expected:
+            raise FamilyDefinitionError(f"{owner.__name__}.{name}({', '.join(given)}): expected ({', '.join(expected)})")
+
+
+class LazyFamily(Family):
+    """A family registered by its spec alone; its class is imported on the first hook call.
+
+    For a family whose methods live in modules that import torch: the entry point stays light
+    (`models list` reads only the spec), and the class, checked as any `Family` subclass, is
+    loaded once something runs. `load` returns the class:
+
+        def _family():
+            from .family import MyFamily
+            return MyFamily
+
+        plugin = LazyFamily(SPEC, _family)
+    """
+
+    def __init__(self, spec: FamilySpec, load: Callable[[], type[Family]]) -> None:
+        if not isinstance(spec, FamilySpec):
+            raise FamilyDefinitionError("LazyFamily(spec, load): spec must be a FamilySpec")
+        self.spec = spec  # type: ignore[misc]  # an instance's spec, where a Family's is its class's
+        self._load = load
+        self._family: Family | None = None
+
+    def _impl(self) -> Family:
+        if self._family is None:
+            from diffsynth.errors import PluginError
+
+            try:
+                family_class = self._load()
+            except (ImportError, FamilyDefinitionError) as exc:
+                raise PluginError(f"family {self.spec.name}: its class does not load: {exc}") from exc
+            if not (isinstance(family_class, type) and issubclass(family_class, Family)):
+                raise PluginError(f"family {self.spec.name}: LazyFamily's load returned {family_class!r}, not a Family class")
+            if family_class.spec is not self.spec:
+                raise PluginError(f"family {self.spec.name}: {family_class.__name__}.spec is not the spec it registered")
+            self._family = family_class()
+        return self._family
+
+    def __repr__(self) -> str:
+        return f"LazyFamily({self.spec.name!r})"
+
+    # -- every method answers as the loaded class's (so `plugin.load_pipeline(...)` works) --------
+
+    @property
+    def lora_key_format(self) -> LoraKeyFormat:  # type: ignore[override]
+        return self._impl().lora_key_format
+
+    def load_pipeline(self, models, context):
+        return self._impl().load_pipeline(models, context)
+
+    def preprocess_inputs(self, pipeline, sample, context):
+        return self._impl().preprocess_inputs(pipeline, sample, context)
+
+    def predict_flow(self, pipeline, inputs, noisy_latents, sigmas):
+        return self._impl().predict_flow(pipeline, inputs, noisy_latents, sigmas)
+
+    def init_model(self, preset, directory, seed):
+        return self._impl().init_model(preset, directory, seed)
+
+    def plan_pipeline(self, variant, context):
+        return self._impl().plan_pipeline(variant, context)
+
+    def collate_inputs(self, inputs):
+        return self._impl().collate_inputs(inputs)
+
+    def compute_loss(self, pipeline, inputs, context, predict):
+        return self._impl().compute_loss(pipeline, inputs, context, predict)
+
+    def split_state_dict(self, weights, context):
+        return self._impl().split_state_dict(weights, context)
+
+    def normalize_lora_state_dict(self, state_dict, metadata):
+        return self._impl().normalize_lora_state_dict(state_dict, metadata)
+
+    def sample_images(self, pipeline, request, context):
+        return self._impl().sample_images(pipeline, request, context)

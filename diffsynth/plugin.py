@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from diffsynth.errors import PluginError, UserError
-from diffsynth.family import Family
+from diffsynth.family import Family, LazyFamily
 from diffsynth.hookspecs import hookimpl
 from diffsynth.lora_format import LoraKeyFormat
 from diffsynth.models.header import CheckpointHeader
@@ -56,6 +56,8 @@ _LAZY = {
     "pil_frames": "diffsynth.sampling",
     "generate_each_prompt": "diffsynth.sampling",
     "without_defaults": "diffsynth.sampling",
+    "flow_match_scheduler_config": "diffsynth.sampling",
+    "write_json": "diffsynth.models.preset_files",
 }
 
 
@@ -67,7 +69,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CheckpointGroup", "CheckpointHeader", "ComponentSpec", "ExpertSpec", "ExtraInputSpec", "Family", "FamilyOption",
-    "FamilyPipeline", "FamilySpec", "LoraFile", "LoraKeyFormat", "ModelFiles", "OutputFile", "PluginError",
+    "FamilyPipeline", "FamilySpec", "LazyFamily", "LoraFile", "LoraKeyFormat", "ModelFiles", "OutputFile", "PluginError",
     "PresetSpec", "RunContext", "Sample", "SampleRequest", "SampleResult", "TrainedWeights", "TrainingInputs",
     "UserError", "VariantSpec", "hookimpl", *_LAZY,
 ]  # fmt: skip

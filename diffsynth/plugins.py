@@ -58,7 +58,7 @@ class FamilyRegistry:
             plugin = impl.plugin
             if not isinstance(plugin, Family):
                 return True
-            if plugin.spec.name == family and getattr(type(plugin), hook) is not getattr(Family, hook):
+            if plugin.spec.name == family and getattr(type(plugin._impl()), hook) is not getattr(Family, hook):
                 return True
         return False
 

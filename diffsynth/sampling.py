@@ -115,3 +115,16 @@ def generate_each_prompt(
             out = pipe(generator=generator(request.seed), **arguments, **kwargs)
             frames.append(pil_frames(frames_of(out)))
     return frames
+
+
+def flow_match_scheduler_config(**overrides: Any) -> dict[str, Any]:
+    """diffusers' `FlowMatchEulerDiscreteScheduler` config with a resolution-dependent shift (mu
+    from the image's token count, diffusers' `calculate_shift` constants, which `--timestep_sampling
+    flux_shift` uses too), as FLUX.1-dev's scheduler_config.json has it; `overrides` replace values."""
+    from diffsynth.training.timesteps import BASE_SEQ_LEN, BASE_SHIFT, MAX_SEQ_LEN, MAX_SHIFT
+
+    return {
+        "_class_name": "FlowMatchEulerDiscreteScheduler", "base_image_seq_len": BASE_SEQ_LEN, "base_shift": BASE_SHIFT,
+        "max_image_seq_len": MAX_SEQ_LEN, "max_shift": MAX_SHIFT, "num_train_timesteps": 1000, "shift": 3.0,
+        "use_dynamic_shifting": True, **overrides,
+    }  # fmt: skip

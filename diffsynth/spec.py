@@ -28,6 +28,9 @@ class ComponentSpec:
     module_class: str = ""
     #: Only some variants have it (e.g. an image encoder for image-to-video only).
     optional: bool = False
+    #: It reads token ids: when it is loaded the run needs a tokenizer folder (`--tokenizer_path`
+    #: or the variant's), which the core checks before `load_pipeline`.
+    tokenized: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class ExtraInputSpec:
     #: False when the family can derive the input without its own column (e.g. a video's first
     #: frame): the metadata then need not have the column.
     column_required: bool = True
+    #: At most this many images per sample or prompt (None: any number); `diffsynth sample`
+    #: refuses more.
+    max_images: int | None = None
 
 
 @dataclass(frozen=True)

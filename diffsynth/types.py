@@ -108,8 +108,9 @@ class ModelFiles:
 class FamilyPipeline:
     """What `load_pipeline` returns. Families subclass it to add tokenizers, processors, ...
 
-    `modules` holds every `torch.nn.Module` by component name ("dit", "vae", ...); the core
-    applies LoRA, freezing, dtype and gradient checkpointing to them.
+    `modules` holds every `torch.nn.Module` by component name ("dit", "vae", ...), each also an
+    attribute (`pipe.vae`); the core applies LoRA, freezing, dtype and gradient checkpointing to
+    them.
     """
 
     modules: dict[str, torch.nn.Module]
@@ -128,6 +129,14 @@ class FamilyPipeline:
     @property
     def denoiser_module(self) -> torch.nn.Module:
         return self.modules[self.denoiser]
+
+    def __getattr__(self, name: str) -> torch.nn.Module:
+        # a component is an attribute too: `pipe.vae` is `pipe.modules["vae"]` (called only for
+        # names that are no field or property)
+        modules = self.__dict__.get("modules") or {}
+        if name in modules:
+            return modules[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute or module {name!r}")
 
 
 @dataclass

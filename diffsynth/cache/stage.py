@@ -25,6 +25,7 @@ from diffsynth.cache.codec import inputs_to, read_entry, write_entry
 from diffsynth.cache.store import CacheStore, RowKeys, _json_digest, encoder_identity
 from diffsynth.config import TrainConfig, split_list
 from diffsynth.errors import UserError
+from diffsynth.family import Family
 from diffsynth.types import ModelFiles, RunContext, Sample, TrainingInputs
 
 DATA_PROCESS, TRAIN_FROM_CACHE = "sft:data_process", "sft:train"
@@ -140,7 +141,8 @@ def _family_packages(registry, family) -> tuple[str, ...]:
     for plugin in registry.pm.get_plugins():
         spec = getattr(plugin, "spec", None)
         if getattr(spec, "name", None) == family.name:
-            packages.add(type(plugin).__module__.split(".")[0])
+            answers = plugin._impl() if isinstance(plugin, Family) else plugin  # a LazyFamily's class
+            packages.add(type(answers).__module__.split(".")[0])
     return tuple(sorted(packages)) or ("diffsynth",)
 
 

@@ -67,6 +67,11 @@ class FamilyHooks:
         if missing:  # before the family's code: it may index any component it needs
             raise UserError(f"{self.family.name} needs checkpoints for: {', '.join(missing)} "
                             "(add them to --model_id_with_origin_paths or --model_paths)")  # fmt: skip
+        tokenized = [c.name for c in self.family.components if c.tokenized and c.name in models.components]
+        if tokenized and models.tokenizer_path is None:
+            example = next((f" (e.g. {v.tokenizer_source})" for v in self.family.variants if v.tokenizer_source), "")
+            raise UserError(f"{self.family.name}: its {', '.join(tokenized)} needs a tokenizer folder: pass "
+                            f"--tokenizer_path{example}")  # fmt: skip
         pipeline = self._hook.load_pipeline(family=self.family.name, models=models, context=context)
         pipeline = self._required("load_pipeline", pipeline)
         if pipeline.denoiser not in pipeline.modules and context.needs(pipeline.denoiser):
@@ -126,6 +131,15 @@ class FamilyHooks:
 
     def sample_images(self, pipeline: FamilyPipeline, request: SampleRequest, context: RunContext) -> SampleResult:
         """The family's inference pipeline on `request` (`sample_images`), checked."""
+        accepted = {e.name: e for e in self.family.extra_inputs}
+        unknown = sorted(set(request.inputs) - set(accepted))
+        if unknown:
+            takes = ", ".join(f"--{name}" for name in accepted) or "none"
+            raise UserError(f"{self.family.name} takes no {', '.join('--' + u for u in unknown)} (extra inputs: {takes})")
+        for name, images in request.inputs.items():
+            limit = accepted[name].max_images
+            if limit is not None and len(images) > limit:
+                raise UserError(f"--{name}: {self.family.name} takes at most {limit} image(s), got {len(images)}")
         result = self._hook.sample_images(family=self.family.name, pipeline=pipeline, request=request, context=context)
         if result is None:
             raise UserError(f"{self.family.name} cannot be sampled: its plugin does not implement sample_images")

@@ -11,13 +11,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path
 
 import pytest
+from diffsynth_z_image import plugin
 from diffsynth_z_image.spec import BASE_REPO, TURBO_REPO
-from diffsynth_z_image.tiny import write_preset
 
 
 @pytest.fixture(scope="session")
 def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
-    write_preset("tiny", base / BASE_REPO, 0)
-    write_preset("tiny-turbo", base / TURBO_REPO, 0)
+    plugin.init_model("tiny", base / BASE_REPO, 0)
+    plugin.init_model("tiny-turbo", base / TURBO_REPO, 0)
     return base

@@ -1,5 +1,5 @@
-"""`load_pipeline`: the Z-Image modules and tokenizer from identified files; and the training
-inputs and DiT call as diffusers' ZImagePipeline makes them."""
+"""The Z-Image modules and tokenizer from identified files (`Loading`), and the training inputs
+and DiT call as diffusers' ZImagePipeline makes them (`Training`)."""
 
 from __future__ import annotations
 
@@ -51,24 +51,25 @@ class ZImageConditioning:
     prompt_mask: torch.Tensor  # (B, L) bool
 
 
-def load(models: ModelFiles, context: RunContext) -> ZImageModules:
-    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
-    if models.tokenizer_path is None and encodes_text:
-        raise UserError("z-image needs the Qwen3 tokenizer: pass --tokenizer_path (e.g. Tongyi-MAI/Z-Image-Turbo:tokenizer/)")
-    dtype = context.torch_dtype
-    loaders = {"dit": _load_dit, "text_encoder": _load_text_encoder, "vae": _load_vae}
-    modules = {name: loader(models.components[name], dtype) for name, loader in loaders.items() if name in models.components}
-    tokenizer = None
-    if encodes_text:
-        from transformers import AutoTokenizer
+class Loading:
+    """The family's `load_pipeline`: the modules and tokenizer from identified files."""
 
-        tokenizer = AutoTokenizer.from_pretrained(str(models.tokenizer_path))
-    scheduler = dict(DEFAULT_SCHEDULER)
-    if "dit" in models.components:
-        found = models.components["dit"].files[0].parent.parent / "scheduler" / "scheduler_config.json"
-        if found.is_file():
-            scheduler = json.loads(found.read_text())
-    return ZImageModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, scheduler_config=scheduler)
+    def load_pipeline(self, models: ModelFiles, context: RunContext) -> ZImageModules:
+        encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
+        dtype = context.torch_dtype
+        loaders = {"dit": _load_dit, "text_encoder": _load_text_encoder, "vae": _load_vae}
+        modules = {name: loader(models.components[name], dtype) for name, loader in loaders.items() if name in models.components}
+        tokenizer = None
+        if encodes_text:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(models.tokenizer_path))
+        scheduler = dict(DEFAULT_SCHEDULER)
+        if "dit" in models.components:
+            found = models.components["dit"].files[0].parent.parent / "scheduler" / "scheduler_config.json"
+            if found.is_file():
+                scheduler = json.loads(found.read_text())
+        return ZImageModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, scheduler_config=scheduler)
 
 
 def _config(group: CheckpointGroup, cls: type, name: str) -> dict[str, Any]:
@@ -109,13 +110,33 @@ def _load_text_encoder(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.M
 # -- training inputs ----------------------------------------------------------------------------
 
 
-def preprocess(pipe: ZImageModules, sample: Sample, context: RunContext) -> TrainingInputs:
-    image = sample.fields.get("image")
-    if not isinstance(image, Image.Image):
-        raise UserError(f"sample {sample.index}: column 'image' must be an image file (add it to --data_file_keys)")
-    embeds = encode_prompt(pipe, sample.prompt)
-    mask = torch.ones(embeds.shape[:1], dtype=torch.bool, device=embeds.device)
-    return TrainingInputs(latents=encode_image(pipe, image), conditioning=ZImageConditioning(embeds[None], mask[None]))
+class Training:
+    """The family's training inputs and DiT call, as diffusers' ZImagePipeline makes them."""
+
+    def preprocess_inputs(self, pipeline: ZImageModules, sample: Sample, context: RunContext) -> TrainingInputs:
+        image = sample.fields.get("image")
+        if not isinstance(image, Image.Image):
+            raise UserError(f"sample {sample.index}: column 'image' must be an image file (add it to --data_file_keys)")
+        embeds = encode_prompt(pipeline, sample.prompt)
+        mask = torch.ones(embeds.shape[:1], dtype=torch.bool, device=embeds.device)
+        return TrainingInputs(latents=encode_image(pipeline, image), conditioning=ZImageConditioning(embeds[None], mask[None]))
+
+    def predict_flow(self, pipeline: ZImageModules, inputs: TrainingInputs, noisy_latents: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+        """The flow `noise - x0` for latents (B, C, h, w): the DiT takes a list of (C, 1, h, w)
+        images, each prompt's real tokens, and t = 1 - sigma; the pipeline steps with the negated
+        output, so the flow is `-output`."""
+        cond: ZImageConditioning = inputs.conditioning
+        hidden = noisy_latents.to(pipeline.device, pipeline.dtype)
+        batch = hidden.shape[0]
+        embeds = cond.prompt_embeds.to(pipeline.device, pipeline.dtype).expand(batch, -1, -1)
+        mask = cond.prompt_mask.to(pipeline.device).expand(batch, -1)
+        out = pipeline.modules["dit"](
+            list(hidden.unsqueeze(2).unbind(0)),
+            (1.0 - sigmas).to(pipeline.device, pipeline.dtype),
+            [e[m] for e, m in zip(embeds, mask)],
+            return_dict=False,
+        )[0]
+        return -torch.stack(out).squeeze(2)
 
 
 def encode_image(pipe: ZImageModules, image: Image.Image) -> torch.Tensor:
@@ -138,21 +159,3 @@ def encode_prompt(pipe: ZImageModules, prompt: str) -> torch.Tensor:
     ids, mask = tokens.input_ids.to(pipe.device), tokens.attention_mask.to(pipe.device).bool()
     hidden = pipe.modules["text_encoder"](input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-2]
     return hidden[0][mask[0]]
-
-
-def predict(pipe: ZImageModules, inputs: TrainingInputs, noisy: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """The flow `noise - x0` for latents (B, C, h, w): the DiT takes a list of (C, 1, h, w)
-    images, each prompt's real tokens, and t = 1 - sigma; the pipeline steps with the negated
-    output, so the flow is `-output`."""
-    cond: ZImageConditioning = inputs.conditioning
-    hidden = noisy.to(pipe.device, pipe.dtype)
-    batch = hidden.shape[0]
-    embeds = cond.prompt_embeds.to(pipe.device, pipe.dtype).expand(batch, -1, -1)
-    mask = cond.prompt_mask.to(pipe.device).expand(batch, -1)
-    out = pipe.modules["dit"](
-        list(hidden.unsqueeze(2).unbind(0)),
-        (1.0 - sigmas).to(pipe.device, pipe.dtype),
-        [e[m] for e, m in zip(embeds, mask)],
-        return_dict=False,
-    )[0]
-    return -torch.stack(out).squeeze(2)

@@ -42,34 +42,37 @@ def _local_config(repo: str, folder: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def plan_pipeline(variant: str | None, context):
-    """Real-size dit, text_encoder and vae on the meta device, the tiny tokenizer (offline: the
-    prompt's token count, not its ids, is what memory depends on)."""
-    import inspect
+class Planning:
+    """The family's `plan_pipeline`."""
 
-    from diffusers import AutoencoderKL, ZImageTransformer2DModel
-    from transformers import Qwen3Config, Qwen3Model
+    def plan_pipeline(self, variant: str | None, context):
+        """Real-size dit, text_encoder and vae on the meta device, the tiny tokenizer (offline: the
+        prompt's token count, not its ids, is what memory depends on)."""
+        import inspect
 
-    from diffsynth.plugin import UserError, empty_module
+        from diffusers import AutoencoderKL, ZImageTransformer2DModel
+        from transformers import Qwen3Config, Qwen3Model
 
-    from .pipeline import SCHEDULE, ZImageModules
-    from .tiny import build_tokenizer
+        from diffsynth.plugin import UserError, empty_module
 
-    if variant not in REPOS:
-        raise UserError(f"z-image plan: unknown variant {variant!r} (base, turbo)")
-    repo = REPOS[variant]
+        from .pipeline import SCHEDULE, ZImageModules
+        from .tiny import build_tokenizer
 
-    def init_args(cls: type, found: dict | None, default: dict) -> dict:
-        params = inspect.signature(cls.__init__).parameters
-        return {k: v for k, v in (found or default).items() if k in params}
+        if variant not in REPOS:
+            raise UserError(f"z-image plan: unknown variant {variant!r} (base, turbo)")
+        repo = REPOS[variant]
 
-    dit_cfg = init_args(ZImageTransformer2DModel, _local_config(repo, "transformer"), DIT)
-    vae_cfg = init_args(AutoencoderKL, _local_config(repo, "vae"), VAE)
-    text_cfg = Qwen3Config.from_dict(_local_config(repo, "text_encoder") or TEXT)
-    dtype = context.torch_dtype
-    modules = {
-        "dit": empty_module(lambda: ZImageTransformer2DModel(**dit_cfg), dtype),
-        "text_encoder": empty_module(lambda: Qwen3Model(text_cfg), dtype),
-        "vae": empty_module(lambda: AutoencoderKL(**vae_cfg), dtype),
-    }
-    return ZImageModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=build_tokenizer())
+        def init_args(cls: type, found: dict | None, default: dict) -> dict:
+            params = inspect.signature(cls.__init__).parameters
+            return {k: v for k, v in (found or default).items() if k in params}
+
+        dit_cfg = init_args(ZImageTransformer2DModel, _local_config(repo, "transformer"), DIT)
+        vae_cfg = init_args(AutoencoderKL, _local_config(repo, "vae"), VAE)
+        text_cfg = Qwen3Config.from_dict(_local_config(repo, "text_encoder") or TEXT)
+        dtype = context.torch_dtype
+        modules = {
+            "dit": empty_module(lambda: ZImageTransformer2DModel(**dit_cfg), dtype),
+            "text_encoder": empty_module(lambda: Qwen3Model(text_cfg), dtype),
+            "vae": empty_module(lambda: AutoencoderKL(**vae_cfg), dtype),
+        }
+        return ZImageModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=build_tokenizer())

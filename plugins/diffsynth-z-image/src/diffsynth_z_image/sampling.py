@@ -24,21 +24,22 @@ def diffusers_pipeline(pipe: ZImageModules):
     )
 
 
-def sample(pipe: ZImageModules, request: SampleRequest, context: RunContext) -> SampleResult:
-    if request.inputs:
-        raise UserError(f"z-image takes no {', '.join('--' + name for name in sorted(request.inputs))} (text-to-image only)")
-    if request.guidance is not None:
-        raise UserError("--guidance: Z-Image has no embedded guidance; use --cfg_scale (ZImagePipeline's guidance_scale)")
-    if request.num_frames is not None:
-        raise UserError("--num_frames: Z-Image generates images")
-    defaults = CARD_DEFAULTS.get(float(pipe.scheduler_config.get("shift", 3.0)), {})
-    kwargs = dict(
-        defaults,
-        height=request.height,
-        width=request.width,
-        output_type="pil",
-        **without_defaults(
-            {"num_inference_steps": request.steps, "guidance_scale": request.cfg_scale, "negative_prompt": request.negative_prompt}
-        ),
-    )
-    return SampleResult(frames=generate_each_prompt(diffusers_pipeline(pipe), request, kwargs, lambda out: out.images[0]))
+class Sampling:
+    """The family's `sample_images`."""
+
+    def sample_images(self, pipeline: ZImageModules, request: SampleRequest, context: RunContext) -> SampleResult:
+        if request.guidance is not None:
+            raise UserError("--guidance: Z-Image has no embedded guidance; use --cfg_scale (ZImagePipeline's guidance_scale)")
+        if request.num_frames is not None:
+            raise UserError("--num_frames: Z-Image generates images")
+        defaults = CARD_DEFAULTS.get(float(pipeline.scheduler_config.get("shift", 3.0)), {})
+        kwargs = dict(
+            defaults,
+            height=request.height,
+            width=request.width,
+            output_type="pil",
+            **without_defaults(
+                {"num_inference_steps": request.steps, "guidance_scale": request.cfg_scale, "negative_prompt": request.negative_prompt}
+            ),
+        )
+        return SampleResult(frames=generate_each_prompt(diffusers_pipeline(pipeline), request, kwargs, lambda out: out.images[0]))

@@ -48,7 +48,10 @@ FAMILY = FamilySpec(
     description="Z-Image 6B single-stream DiT text-to-image (base and the distilled Turbo).",
     components=(
         ComponentSpec("dit", "Single-stream DiT denoiser", is_dit, "diffusers.ZImageTransformer2DModel"),
-        ComponentSpec("text_encoder", "Qwen3 text encoder (second-to-last layer)", is_text_encoder, "transformers.Qwen3Model"),
+        ComponentSpec(
+            "text_encoder", "Qwen3 text encoder (second-to-last layer)", is_text_encoder, "transformers.Qwen3Model",
+            tokenized=True,
+        ),
         ComponentSpec("vae", "16-channel image autoencoder", is_vae, "diffusers.AutoencoderKL"),
     ),
     variants=(

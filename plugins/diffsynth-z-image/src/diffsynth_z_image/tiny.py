@@ -5,12 +5,11 @@ tokenizer/ (Qwen2Tokenizer with a chat template), vae/, scheduler/."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from diffsynth.plugin import UserError, calibration_images
+from diffsynth.plugin import UserError, calibration_images, write_json
 
 TEXT_DIM = 32
 # head_dim = dim / n_heads = 16 = sum(axes_dims); the real model: 3840 / 30 = 128 = 32 + 48 + 48.
@@ -60,19 +59,22 @@ MODEL_INDEX = {
 SHARD_SIZE = "100KB"  # splits the tiny transformer and text encoder into shards, as the real repos are
 
 
-def write_preset(preset: str, directory: Path, seed: int = 0) -> None:
-    """Write `preset` into `directory` (created if needed)."""
-    if preset not in SCHEDULERS:
-        raise UserError(f"unknown preset {preset!r} for z-image (choose from: {', '.join(SCHEDULERS)})")
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    torch.manual_seed(seed)
-    build_dit().save_pretrained(directory / "transformer", max_shard_size=SHARD_SIZE)
-    build_text_encoder(tokenizer).save_pretrained(directory / "text_encoder", max_shard_size=SHARD_SIZE)
-    build_vae().save_pretrained(directory / "vae")
-    tokenizer.save_pretrained(directory / "tokenizer")
-    _write_json(directory / "scheduler" / "scheduler_config.json", SCHEDULERS[preset])
-    _write_json(directory / "model_index.json", MODEL_INDEX)
+class Presets:
+    """The family's `init_model`."""
+
+    def init_model(self, preset: str, directory: Path, seed: int = 0) -> None:
+        """Write `preset` into `directory` (created if needed)."""
+        if preset not in SCHEDULERS:
+            raise UserError(f"unknown preset {preset!r} for z-image (choose from: {', '.join(SCHEDULERS)})")
+        directory.mkdir(parents=True, exist_ok=True)
+        tokenizer = build_tokenizer()
+        torch.manual_seed(seed)
+        build_dit().save_pretrained(directory / "transformer", max_shard_size=SHARD_SIZE)
+        build_text_encoder(tokenizer).save_pretrained(directory / "text_encoder", max_shard_size=SHARD_SIZE)
+        build_vae().save_pretrained(directory / "vae")
+        tokenizer.save_pretrained(directory / "tokenizer")
+        write_json(directory / "scheduler" / "scheduler_config.json", SCHEDULERS[preset])
+        write_json(directory / "model_index.json", MODEL_INDEX)
 
 
 def build_dit() -> torch.nn.Module:
@@ -120,8 +122,3 @@ def build_tokenizer():
     tokenizer.add_tokens([AddedToken(tok, special=True, normalized=False) for tok in SPECIAL_TOKENS])
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
