@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from diffsynth.config import TrainConfig
+from diffsynth.family import Family
 from diffsynth.models.resolve import choose_variant, resolve_model_files
 from diffsynth.models.sources import DownloadSettings, parse_origin_path, resolve_files
 from diffsynth.plugins import FamilyRegistry, load_registry
@@ -131,7 +132,11 @@ class FamilyContract(FamilyFixtures):
 
     # -- the contract -------------------------------------------------------------------------
 
-    def test_registers_with_presets_and_sources(self, spec: FamilySpec) -> None:
+    def test_registers_with_presets_and_sources(self, registry: FamilyRegistry, spec: FamilySpec) -> None:
+        # the class behind the registration loads and passes the Family check (a LazyFamily
+        # imports it here; a plain Family is its own class)
+        (family,) = [p for p in registry.pm.get_plugins() if isinstance(p, Family) and p.spec is spec]
+        assert isinstance(family._impl(), Family)
         assert spec.components and spec.variants and spec.default_lora_targets
         assert self.preset in [p.name for p in spec.presets]
         component_names = {c.name for c in spec.components}
