@@ -62,6 +62,20 @@ class FamilyRegistry:
                 return True
         return False
 
+    def load_family_classes(self) -> None:
+        """Load every family's class now (a `LazyFamily` imports its heavy modules, torch too): a
+        family whose class does not load moves from `families` to `broken`."""
+        from diffsynth.errors import PluginError
+        from diffsynth.family import Family
+
+        for name, plugin in self.pm.list_name_plugin():
+            if isinstance(plugin, Family) and plugin.spec.name in self.families:
+                try:
+                    plugin._impl()
+                except PluginError as exc:
+                    spec = self.families.pop(plugin.spec.name)
+                    self.broken.append(BrokenPlugin(name, spec.plugin, str(exc)))
+
     def get(self, name: str) -> FamilySpec:
         """The family called `name` (or an alias); a UserError lists the registered ones."""
         if name in self.families:

@@ -1,6 +1,7 @@
 """A family split by concern and registered with `LazyFamily`: the entry point stays light, the
 class loads on the first hook call (checked, mixins included), and its mistakes are one line."""
 
+import json
 import sys
 
 import pytest
@@ -73,6 +74,11 @@ def test_a_typo_in_the_lazily_loaded_class_is_one_line_before_anything_runs(lazy
     env = {"DIFFSYNTH_PLUGINS": f"toy_family:plugin,{name}:plugin"}
     listed = run_main("models", "list", **env)
     assert listed.returncode == 0 and "lazy-toy" in listed.stdout
+    checked = run_main("models", "list", "--check", "--json", **env)
+    assert checked.returncode == 1
+    rows = {row["name"]: row for row in json.loads(checked.stdout)}
+    assert rows["toy"]["status"] == "ok" and "lazy-toy" not in rows
+    assert "Training.predict_flwo is not a family hook" in rows[f"{name}:plugin"]["description"]
     result = run_main("models", "init", "lazy-toy", str(tmp_path / "out"), "--preset", "tiny", **env)
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr

@@ -55,8 +55,16 @@ def models_app(registry: FamilyRegistry) -> typer.Typer:
     app = typer.Typer(help="Registered model families.", no_args_is_help=True)
 
     @app.command("list")
-    def list_families(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    def list_families(
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+        check: Annotated[
+            bool,
+            typer.Option("--check", help="Also load every family's class (imports torch); exit 1 if any is broken."),
+        ] = False,
+    ) -> None:
         """Families from installed plugins (broken plugins are listed with their error)."""
+        if check:
+            registry.load_family_classes()
         rows = [family_summary(s) for s in registry.families.values()]
         rows += [
             {"name": b.name, "description": b.error, "plugin": b.distribution, "version": "", "status": "broken"}
@@ -64,15 +72,17 @@ def models_app(registry: FamilyRegistry) -> typer.Typer:
         ]
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
-            return
-        from rich.console import Console
-        from rich.table import Table
+        else:
+            from rich.console import Console
+            from rich.table import Table
 
-        table = Table("family", "description", "plugin", "status")
-        for row in rows:
-            status = "[green]ok" if row["status"] == "ok" else "[red]broken"
-            table.add_row(row["name"], row["description"], f"{row['plugin']} {row['version']}".strip(), status)
-        Console().print(table)
+            table = Table("family", "description", "plugin", "status")
+            for row in rows:
+                status = "[green]ok" if row["status"] == "ok" else "[red]broken"
+                table.add_row(row["name"], row["description"], f"{row['plugin']} {row['version']}".strip(), status)
+            Console().print(table)
+        if check and registry.broken:
+            raise typer.Exit(1)
 
     @app.command("info")
     def info(
