@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffsynth_flux2 import FAMILY
+from diffsynth_flux2 import FAMILY, plugin
 from diffsynth_flux2.spec import DEV, EDIT, KLEIN_4B, KLEIN_BASE_4B, NAME
-from diffsynth_flux2.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
@@ -29,9 +28,9 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
-    write_preset("tiny", base / KLEIN_4B, 0)
-    write_preset("tiny-base", base / KLEIN_BASE_4B, 0)
-    write_preset("tiny-dev", base / DEV, 0)
+    plugin.init_model("tiny", base / KLEIN_4B, 0)
+    plugin.init_model("tiny-base", base / KLEIN_BASE_4B, 0)
+    plugin.init_model("tiny-dev", base / DEV, 0)
     return base
 
 

@@ -19,9 +19,8 @@ import pytest
 import torch
 from conftest import config, model_files, pixels, sample
 from diffusers.pipelines.flux2.pipeline_flux2 import format_input
-from diffsynth_flux2 import FAMILY
-from diffsynth_flux2.inputs import predict, preprocess
-from diffsynth_flux2.pipeline import MISTRAL3, load, load_dit
+from diffsynth_flux2 import FAMILY, plugin
+from diffsynth_flux2.pipeline import MISTRAL3, load_dit
 from diffsynth_flux2.spec import DEV, ORIGINAL_FILES, is_mistral3, is_qwen3
 from diffsynth_flux2.tiny import TINY_MAX_LENGTH
 from safetensors.torch import load_file, save_file
@@ -43,7 +42,7 @@ def dev_dir(model_base):
 
 @pytest.fixture(scope="module")
 def pipe(model_base):
-    return load(model_files(model_base, "dev"), config(edit=True, guidance=2.5))
+    return plugin.load_pipeline(model_files(model_base, "dev"), config(edit=True, guidance=2.5))
 
 
 def flux2_pipeline(repo, tokenizer):
@@ -88,7 +87,7 @@ def test_tiny_dev_has_the_real_repo_files_and_is_found_by_its_headers(model_base
 def test_inputs_match_flux2_pipeline(pipe, diffusers_pipe):
     assert pipe.text_encoder_kind == MISTRAL3 and pipe.guidance == 2.5
     s = sample()
-    inputs = preprocess(pipe, s, config())
+    inputs = plugin.preprocess_inputs(pipe, s, config())
     cond = inputs.conditioning
     # the whole Mistral3ForConditionalGeneration, the system message, layers 10/20/30, as the pipeline
     embeds, text_ids = diffusers_pipe.encode_prompt(s.prompt, max_sequence_length=TINY_MAX_LENGTH)
@@ -103,14 +102,14 @@ def test_inputs_match_flux2_pipeline(pipe, diffusers_pipe):
 
 
 def test_prediction_is_the_pipelines_transformer_call_with_its_guidance(pipe, diffusers_pipe):
-    inputs = preprocess(pipe, sample(references=1), config(edit=True))
+    inputs = plugin.preprocess_inputs(pipe, sample(references=1), config(edit=True))
     cond = inputs.conditioning
     noisy = torch.randn_like(inputs.latents)
     seen = []
     hook = pipe.dit.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["guidance"]), with_kwargs=True)
     try:
         with torch.no_grad():
-            ours = predict(pipe, inputs, noisy, torch.tensor([0.7]))
+            ours = plugin.predict_flow(pipe, inputs, noisy, torch.tensor([0.7]))
     finally:
         hook.remove()
     assert seen[0].dtype == torch.float32 and seen[0].tolist() == [2.5]
@@ -153,7 +152,7 @@ def test_a_klein_tokenizer_for_the_dev_encoder_is_refused_in_one_line(model_base
     flags = TrainConfig(model_id_with_origin_paths=sources, tokenizer_path=klein)
     files = resolve_model_files(FAMILY, flags, DownloadSettings.offline(model_base))
     with pytest.raises(UserError, match="pass --variant dev"):
-        load(files, config())
+        plugin.load_pipeline(files, config())
 
 
 # DiffSynth-Studio's examples/flux2/model_training/lora/FLUX.2-dev.sh: split training, the

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 from conftest import model_files
-from diffsynth_flux2 import original_format
-from diffsynth_flux2.pipeline import dit_config, dit_state, load, load_dit
+from diffsynth_flux2 import original_format, plugin
+from diffsynth_flux2.pipeline import dit_config, dit_state, load_dit
 from diffsynth_flux2.spec import KLEIN_4B, KLEIN_BASE_4B, ORIGINAL_FILES
 
 from diffsynth.errors import UserError
@@ -64,8 +64,8 @@ def test_original_mapping_matches_diffusers_single_file_converter(tiny_dir):
 def test_pipeline_knows_distilled_from_base(model_base):
     from conftest import config
 
-    assert load(model_files(model_base), config()).is_distilled
-    assert not load(model_files(model_base, "klein-base-4b"), config()).is_distilled
+    assert plugin.load_pipeline(model_files(model_base), config()).is_distilled
+    assert not plugin.load_pipeline(model_files(model_base, "klein-base-4b"), config()).is_distilled
 
 
 def test_incomplete_original_checkpoint_is_a_user_error():

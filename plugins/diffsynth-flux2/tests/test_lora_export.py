@@ -10,7 +10,6 @@ import pytest
 import torch
 from conftest import config
 from diffsynth_flux2 import FAMILY, original_format, plugin
-from diffsynth_flux2.lora_format import normalize
 from diffsynth_flux2.spec import DEFAULT_LORA_TARGETS, ORIGINAL_FILES, KLEIN_4B
 from safetensors.torch import load_file, save_file
 
@@ -122,7 +121,7 @@ def test_exported_lora_reads_back_exactly_through_the_family_hook(transformer, t
 def test_a_shared_a_fused_lora_splits_as_diffusers_does():
     """A foreign fused q/k/v LoRA (one A for the three) gives each part the whole A."""
     a, b = torch.randn(4, 32), torch.randn(96, 4)
-    out = normalize({"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": a,
+    out = plugin.normalize_lora_state_dict({"diffusion_model.double_blocks.0.img_attn.qkv.lora_A.weight": a,
                      "diffusion_model.double_blocks.0.img_attn.qkv.lora_B.weight": b}, {})  # fmt: skip
     assert torch.equal(out["transformer_blocks.0.attn.to_k.lora_A.weight"], a)
     assert torch.equal(out["transformer_blocks.0.attn.to_k.lora_B.weight"], b[32:64])

@@ -7,9 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import config, image, model_files, pixels, sample
-from diffsynth_flux2 import FAMILY
-from diffsynth_flux2.inputs import pack, predict, preprocess, unpack
-from diffsynth_flux2.pipeline import load
+from diffsynth_flux2 import FAMILY, plugin
+from diffsynth_flux2.inputs import pack, unpack
 from diffsynth_flux2.spec import EDIT
 from diffsynth_flux2.tiny import TINY_MAX_LENGTH
 
@@ -19,7 +18,7 @@ from diffsynth.types import Sample
 
 @pytest.fixture(scope="module")
 def pipe(model_base):
-    return load(model_files(model_base), config(edit=True))
+    return plugin.load_pipeline(model_files(model_base), config(edit=True))
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def diffusers_pipe(tiny_dir):
 
 def test_inputs_match_flux2_klein_pipeline(pipe, diffusers_pipe):
     s = sample()
-    inputs = preprocess(pipe, s, config())
+    inputs = plugin.preprocess_inputs(pipe, s, config())
     embeds, text_ids = diffusers_pipe.encode_prompt(s.prompt, max_sequence_length=TINY_MAX_LENGTH)
     cond = inputs.conditioning
     torch.testing.assert_close(cond.prompt_embeds, embeds)
@@ -47,7 +46,7 @@ def test_reference_images_are_the_pipelines_condition_tokens(pipe, diffusers_pip
     """Two references (64x64, 80x64): their tokens follow the target's with t = 10, 20, as
     Flux2KleinPipeline.prepare_image_latents builds them from its own image processor."""
     s = sample(references=2)
-    inputs = preprocess(pipe, s, config(edit=True))
+    inputs = plugin.preprocess_inputs(pipe, s, config(edit=True))
     cond = inputs.conditioning
     processed = [diffusers_pipe.image_processor.preprocess(img, height=img.height, width=img.width, resize_mode="crop")
                  for img in s.fields[EDIT]]  # fmt: skip
@@ -60,18 +59,18 @@ def test_reference_images_are_the_pipelines_condition_tokens(pipe, diffusers_pip
     hook = pipe.dit.x_embedder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
     try:
         with torch.no_grad():
-            out = predict(pipe, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
+            out = plugin.predict_flow(pipe, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
     finally:
         hook.remove()
     assert seen == [4 + 16 + 20] and out.shape == inputs.latents.shape
 
 
 def test_prediction_is_the_pipelines_transformer_call(pipe, diffusers_pipe):
-    inputs = preprocess(pipe, sample(), config())
+    inputs = plugin.preprocess_inputs(pipe, sample(), config())
     cond = inputs.conditioning
     noisy = torch.randn_like(inputs.latents)
     with torch.no_grad():
-        ours = predict(pipe, inputs, noisy, torch.tensor([0.7]))
+        ours = plugin.predict_flow(pipe, inputs, noisy, torch.tensor([0.7]))
         t = torch.tensor([700.0])  # the pipeline's timestep on the 0..1000 scale, passed as t / 1000
         theirs = diffusers_pipe.transformer(
             hidden_states=noisy, timestep=t / 1000, guidance=None, encoder_hidden_states=cond.prompt_embeds,
@@ -87,7 +86,7 @@ def test_pack_is_the_pipelines(diffusers_pipe):
 
 def test_missing_reference_column_names_it(pipe):
     with pytest.raises(UserError, match=f"column '{EDIT}'"):
-        preprocess(pipe, Sample(index=3, fields={"image": sample().fields["image"], "prompt": "x"}), config(edit=True))
+        plugin.preprocess_inputs(pipe, Sample(index=3, fields={"image": sample().fields["image"], "prompt": "x"}), config(edit=True))
 
 
 def test_a_batch_of_two_has_the_loss_of_the_two_samples_one_by_one(pipe):
@@ -97,7 +96,7 @@ def test_a_batch_of_two_has_the_loss_of_the_two_samples_one_by_one(pipe):
     from diffsynth.training.family_hooks import FamilyHooks
 
     hooks = FamilyHooks(load_registry(), FAMILY)
-    samples = [preprocess(pipe, Sample(index=i, fields={"image": image(i), "prompt": p}), config())
+    samples = [plugin.preprocess_inputs(pipe, Sample(index=i, fields={"image": image(i), "prompt": p}), config())
                for i, p in enumerate(("a red cat", "a blue dog"))]  # fmt: skip
     assert not samples[0].latents.is_contiguous()
     with torch.no_grad():

@@ -37,45 +37,53 @@ class Flux2Conditioning:
     reference_latents: torch.Tensor | None = None
 
 
-def preprocess(pipe: Flux2Modules, sample: Sample, context: RunContext) -> TrainingInputs:
-    latents = encode(pipe, pixels(_images(sample, "image")[0]))
-    ids = [latent_ids(*latents.shape[-2:])]
-    references = None
-    if EDIT in context.extra_inputs:
-        encoded = [encode(pipe, reference_pixels(img)) for img in _images(sample, EDIT)]
-        references = torch.cat([pack(r) for r in encoded], dim=1)
-        ids += [latent_ids(*r.shape[-2:], t=10 * (i + 1)) for i, r in enumerate(encoded)]
-    embeds = encode_prompt(pipe, sample.prompt)
-    conditioning = Flux2Conditioning(
-        prompt_embeds=embeds,
-        text_ids=text_ids(embeds.shape[1]),
-        image_ids=torch.cat(ids),
-        reference_latents=references,
-    )
-    return TrainingInputs(latents=pack(latents), conditioning=conditioning)
+class Training:
+    """The family's training inputs and DiT call, as the FLUX.2 pipelines make them."""
+
+    def preprocess_inputs(self, pipeline: Flux2Modules, sample: Sample, context: RunContext) -> TrainingInputs:
+        latents = encode(pipeline, pixels(_images(sample, "image")[0]))
+        ids = [latent_ids(*latents.shape[-2:])]
+        references = None
+        if EDIT in context.extra_inputs:
+            encoded = [encode(pipeline, reference_pixels(img)) for img in _images(sample, EDIT)]
+            references = torch.cat([pack(r) for r in encoded], dim=1)
+            ids += [latent_ids(*r.shape[-2:], t=10 * (i + 1)) for i, r in enumerate(encoded)]
+        embeds = encode_prompt(pipeline, sample.prompt)
+        conditioning = Flux2Conditioning(
+            prompt_embeds=embeds,
+            text_ids=text_ids(embeds.shape[1]),
+            image_ids=torch.cat(ids),
+            reference_latents=references,
+        )
+        return TrainingInputs(latents=pack(latents), conditioning=conditioning)
+
+    def predict_flow(self, pipeline: Flux2Modules, inputs: TrainingInputs, noisy_latents: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+        """The DiT's flow prediction for the target tokens, (B, N, C): the DiT sees the noisy target
+        tokens followed by the clean reference tokens, whose outputs are dropped."""
+        cond: Flux2Conditioning = inputs.conditioning
+        batch, targets = noisy_latents.shape[:2]
+        tokens = [noisy_latents.to(pipeline.device, pipeline.dtype)]
+        if cond.reference_latents is not None:
+            tokens.append(cond.reference_latents.to(tokens[0]).expand(batch, -1, -1))
+        hidden = torch.cat(tokens, dim=1)
+        out = pipeline.dit(
+            hidden_states=hidden,
+            encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
+            timestep=sigmas.to(hidden),  # the pipeline passes t / 1000 = sigma; the DiT scales it back
+            img_ids=cond.image_ids.to(pipeline.device),
+            txt_ids=cond.text_ids.to(pipeline.device),
+            guidance=embedded_guidance(pipeline, batch),
+            return_dict=False,
+        )[0]
+        return out[:, :targets]
 
 
-def predict(pipe: Flux2Modules, inputs: TrainingInputs, noisy: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """The DiT's flow prediction for the target tokens, (B, N, C)."""
-    cond: Flux2Conditioning = inputs.conditioning
-    dit = pipe.dit
-    batch = noisy.shape[0]
-    hidden = noisy.to(pipe.device, pipe.dtype)
-    if cond.reference_latents is not None:
-        hidden = torch.cat([hidden, cond.reference_latents.to(hidden).expand(batch, -1, -1)], dim=1)
-    guidance = None  # klein has no guidance embedding; Flux2Pipeline: torch.full([1], g, float32).expand(B)
-    if dit.config.guidance_embeds:
-        guidance = torch.full([1], pipe.guidance, device=pipe.device, dtype=torch.float32).expand(batch)
-    out = dit(
-        hidden_states=hidden,
-        encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
-        timestep=sigmas.to(hidden),  # the pipeline passes t / 1000 = sigma; the DiT scales it back
-        img_ids=cond.image_ids.to(pipe.device),
-        txt_ids=cond.text_ids.to(pipe.device),
-        guidance=guidance,
-        return_dict=False,
-    )[0]
-    return out[:, : noisy.shape[1]]
+def embedded_guidance(pipe: Flux2Modules, batch: int) -> torch.Tensor | None:
+    """None for klein (no guidance embedding); dev: the training guidance as Flux2Pipeline passes
+    its guidance_scale, `torch.full([1], g, dtype=float32).expand(B)`."""
+    if not pipe.dit.config.guidance_embeds:
+        return None
+    return torch.full([1], pipe.guidance, device=pipe.device, dtype=torch.float32).expand(batch)
 
 
 def pixels(image: Image.Image) -> torch.Tensor:

@@ -21,7 +21,7 @@ import re
 
 import torch
 
-from diffsynth.plugin import OutputFile, TrainedWeights, UserError
+from diffsynth.plugin import OutputFile, RunContext, TrainedWeights, UserError
 
 from . import original_format
 
@@ -70,53 +70,57 @@ def to_original(tensors: dict[str, torch.Tensor], rank: int, alpha: float) -> di
     return out
 
 
-def split(weights: TrainedWeights, family: str, denoiser: str) -> list[OutputFile]:
-    """One file per trained component: the denoiser's LoRA in this format, anything else (a text
-    encoder LoRA, full fine-tunes) with the module's own keys."""
-    files = []
-    for component, tensors in weights.tensors.items():
-        metadata = {"diffsynth_family": family, "diffsynth_component": component, "diffsynth_kind": weights.kind}
-        if weights.kind == "lora":
-            rank = int(weights.lora_rank or 1)
-            alpha = float(weights.lora_alpha if weights.lora_alpha is not None else rank)
-            metadata.update(lora_rank=str(rank), lora_alpha=str(alpha))
-            if component == denoiser:
-                tensors = to_original(tensors, rank, alpha)
-                # the scale is in lora_B now: readers that take alpha from here see scale 1
-                metadata.update(lora_alpha=str(float(rank)), trained_lora_alpha=str(alpha), lora_key_format=DESCRIPTION)
-        files.append(OutputFile("" if len(weights.tensors) == 1 else f"-{component}", tensors, metadata))
-    return files
+class LoraFiles:
+    """The family's LoRA files in this format: `split_state_dict` writes them (diffusers' FLUX.2
+    loader and ComfyUI read BFL's names), `normalize_lora_state_dict` reads them."""
 
+    def split_state_dict(self, weights: TrainedWeights, context: RunContext) -> list[OutputFile]:
+        """One file per trained component: the denoiser's LoRA in this format, anything else (a text
+        encoder LoRA, full fine-tunes) with the module's own keys."""
+        family, denoiser = self.spec.name, self.spec.denoiser  # type: ignore[attr-defined]  # the family's
+        files = []
+        for component, tensors in weights.tensors.items():
+            metadata = {"diffsynth_family": family, "diffsynth_component": component, "diffsynth_kind": weights.kind}
+            if weights.kind == "lora":
+                rank = int(weights.lora_rank or 1)
+                alpha = float(weights.lora_alpha if weights.lora_alpha is not None else rank)
+                metadata.update(lora_rank=str(rank), lora_alpha=str(alpha))
+                if component == denoiser:
+                    tensors = to_original(tensors, rank, alpha)
+                    # the scale is in lora_B now: readers that take alpha from here see scale 1
+                    metadata.update(lora_alpha=str(float(rank)), trained_lora_alpha=str(alpha), lora_key_format=DESCRIPTION)
+            files.append(OutputFile("" if len(weights.tensors) == 1 else f"-{component}", tensors, metadata))
+        return files
 
-def normalize(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:
-    """A LoRA in original names (ours, ai-toolkit's, ComfyUI's) -> diffusers module names, a fused
-    Linear split back into its parts: exactly when B is block-diagonal (our export), else every
-    part keeps the whole A and its own rows of B (what diffusers' converter does)."""
-    if not any(k.startswith(PREFIX) for k in state):
-        return state
-    stripped = {k.removeprefix(PREFIX): v for k, v in state.items()}
-    out: dict[str, torch.Tensor] = {}
-    known = set()
-    for m in original_format.linear_maps(*_block_counts(stripped), guidance=True):
-        a, b = stripped.get(f"{m.original}.lora_A.weight"), stripped.get(f"{m.original}.lora_B.weight")
-        if a is None or b is None:
-            continue
-        known.update({f"{m.original}.lora_A.weight", f"{m.original}.lora_B.weight", f"{m.original}.alpha"})
-        b = original_format.swap_halves(b) if m.swap_halves else b
-        n = len(m.parts)
-        rows, cols = b.shape[0] // n, a.shape[0] // n
-        block_diagonal = a.shape[0] % n == 0 and all(
-            not b[i * rows : (i + 1) * rows].index_fill(1, torch.arange(i * cols, (i + 1) * cols), 0).any() for i in range(n)
-        )
-        for i, name in enumerate(m.parts):
-            b_i = b[i * rows : (i + 1) * rows]
-            a_i = a
-            if n > 1 and block_diagonal:
-                a_i, b_i = a[i * cols : (i + 1) * cols], b_i[:, i * cols : (i + 1) * cols]
-            out[f"{name}.lora_A.weight"], out[f"{name}.lora_B.weight"] = a_i.contiguous(), b_i.contiguous()
-            if f"{m.original}.alpha" in stripped:
-                out[f"{name}.alpha"] = stripped[f"{m.original}.alpha"]
-    unknown = sorted(set(stripped) - known)
-    if unknown:
-        raise UserError(f"LoRA file: no FLUX.2 module for {', '.join(unknown[:3])}")
-    return out
+    def normalize_lora_state_dict(self, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:
+        """A LoRA in original names (ours, ai-toolkit's, ComfyUI's) -> diffusers module names, a fused
+        Linear split back into its parts: exactly when B is block-diagonal (our export), else every
+        part keeps the whole A and its own rows of B (what diffusers' converter does)."""
+        if not any(k.startswith(PREFIX) for k in state_dict):
+            return state_dict
+        stripped = {k.removeprefix(PREFIX): v for k, v in state_dict.items()}
+        out: dict[str, torch.Tensor] = {}
+        known = set()
+        for m in original_format.linear_maps(*_block_counts(stripped), guidance=True):
+            a, b = stripped.get(f"{m.original}.lora_A.weight"), stripped.get(f"{m.original}.lora_B.weight")
+            if a is None or b is None:
+                continue
+            known.update({f"{m.original}.lora_A.weight", f"{m.original}.lora_B.weight", f"{m.original}.alpha"})
+            b = original_format.swap_halves(b) if m.swap_halves else b
+            n = len(m.parts)
+            rows, cols = b.shape[0] // n, a.shape[0] // n
+            block_diagonal = a.shape[0] % n == 0 and all(
+                not b[i * rows : (i + 1) * rows].index_fill(1, torch.arange(i * cols, (i + 1) * cols), 0).any() for i in range(n)
+            )
+            for i, name in enumerate(m.parts):
+                b_i = b[i * rows : (i + 1) * rows]
+                a_i = a
+                if n > 1 and block_diagonal:
+                    a_i, b_i = a[i * cols : (i + 1) * cols], b_i[:, i * cols : (i + 1) * cols]
+                out[f"{name}.lora_A.weight"], out[f"{name}.lora_B.weight"] = a_i.contiguous(), b_i.contiguous()
+                if f"{m.original}.alpha" in stripped:
+                    out[f"{name}.alpha"] = stripped[f"{m.original}.alpha"]
+        unknown = sorted(set(stripped) - known)
+        if unknown:
+            raise UserError(f"LoRA file: no FLUX.2 module for {', '.join(unknown[:3])}")
+        return out

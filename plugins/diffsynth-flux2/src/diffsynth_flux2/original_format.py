@@ -32,7 +32,8 @@ class ModuleMap:
     swap_halves: bool = False
 
 
-def _count(keys, prefix: str) -> int:
+def count_blocks(keys, prefix: str) -> int:
+    """How many `prefix.N.` blocks the keys hold (the highest N + 1)."""
     blocks = {int(m[1]) for k in keys if (m := re.match(rf"{re.escape(prefix)}\.(\d+)\.", k))}
     return max(blocks) + 1 if blocks else 0
 
@@ -86,7 +87,7 @@ def is_original(keys) -> bool:
 def transformer_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Original keys -> diffusers keys; fused rows split by the model width (from `img_in`)."""
     state = {k.removeprefix(COMFY_PREFIX): v for k, v in state.items()}
-    double, single = _count(state, "double_blocks"), _count(state, "single_blocks")
+    double, single = count_blocks(state, "double_blocks"), count_blocks(state, "single_blocks")
     maps = linear_maps(double, single, "guidance_in.in_layer.weight" in state)
     norms = norm_names(double, single)
     expected = [f"{m.original}.weight" for m in maps] + list(norms)
@@ -105,7 +106,7 @@ def transformer_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.
 
 def transformer_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """diffusers keys -> the original file's keys."""
-    double, single = _count(state, "transformer_blocks"), _count(state, "single_transformer_blocks")
+    double, single = count_blocks(state, "transformer_blocks"), count_blocks(state, "single_transformer_blocks")
     maps = linear_maps(double, single, "time_guidance_embed.guidance_embedder.linear_1.weight" in state)
     out = {original: state[diffusers].contiguous() for original, diffusers in norm_names(double, single).items()}
     for m in maps:

@@ -1,31 +1,22 @@
-"""`load_pipeline`: the FLUX.2 modules and the tokenizer (klein: Qwen's; dev: the Mistral
-tokenizer of its processor folder) from identified files (diffusers folders or BFL's single
-transformer file)."""
+"""The FLUX.2 modules and the tokenizer (klein: Qwen's; dev: the Mistral tokenizer of its
+processor folder) from identified files (diffusers folders or BFL's single transformer file):
+`Loading`, the family's `load_pipeline`."""
 
 from __future__ import annotations
 
 import inspect
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from diffsynth.plugin import (
-    CheckpointGroup,
-    FamilyPipeline,
-    FlowMatchSchedule,
-    ModelFiles,
-    RunContext,
-    UserError,
-    build_module,
-    load_state_dict,
-)
+from diffsynth.plugin import CheckpointGroup, FamilyPipeline, FlowMatchSchedule, ModelFiles, RunContext, UserError
+from diffsynth.plugin import build_module, load_state_dict
 
 from . import original_format
-from .spec import DEFAULT_GUIDANCE, DEV, KLEIN_4B
+from .spec import DEFAULT_GUIDANCE
 
 # DiffSynth-Studio's FLUX.2 training schedule (FlowMatchScheduler("FLUX.2") in training mode):
 # exponential time shift with mu = 0.8 (inference uses the resolution-dependent empirical mu).
@@ -45,29 +36,22 @@ class Flux2Modules(FamilyPipeline):
     #: the embedded guidance a guidance-distilled DiT (dev) is called with in training
     guidance: float = DEFAULT_GUIDANCE
 
-    @property
-    def dit(self) -> torch.nn.Module:
-        return self.modules["dit"]
 
-    @property
-    def vae(self) -> torch.nn.Module:
-        return self.modules["vae"]
+class Loading:
+    """The family's `load_pipeline`: the modules and the tokenizer from identified files."""
 
-
-def load(models: ModelFiles, context: RunContext) -> Flux2Modules:
-    kind = text_encoder_kind(models.components["text_encoder"]) if "text_encoder" in models.components else None
-    if models.tokenizer_path is None and kind is not None:  # no text encoder when training from the encoder cache
-        example = f"{DEV}:tokenizer/" if kind == MISTRAL3 else f"{KLEIN_4B}:tokenizer/"
-        raise UserError(f"flux2 needs the text encoder's tokenizer: pass --tokenizer_path (e.g. {example})")
-    dtype = context.torch_dtype
-    loaders = {"dit": load_dit, "text_encoder": load_text_encoder, "vae": load_vae}
-    modules = {name: fn(models.components[name], dtype) for name, fn in loaders.items() if name in models.components}
-    tokenizer = load_tokenizer(str(models.tokenizer_path), kind) if kind is not None else None
-    distilled = _is_distilled(models.components["dit"]) if "dit" in models.components else False
-    return Flux2Modules(
-        modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, is_distilled=distilled,
-        text_encoder_kind=kind, guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
-    )  # fmt: skip
+    def load_pipeline(self, models: ModelFiles, context: RunContext) -> Flux2Modules:
+        # no text encoder when training from the encoder cache (the core checks a loaded one has a tokenizer)
+        kind = text_encoder_kind(models.components["text_encoder"]) if "text_encoder" in models.components else None
+        dtype = context.torch_dtype
+        loaders = {"dit": load_dit, "text_encoder": load_text_encoder, "vae": load_vae}
+        modules = {name: fn(models.components[name], dtype) for name, fn in loaders.items() if name in models.components}
+        tokenizer = load_tokenizer(str(models.tokenizer_path), kind) if kind is not None else None
+        distilled = _is_distilled(models.components["dit"]) if "dit" in models.components else False
+        return Flux2Modules(
+            modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, is_distilled=distilled,
+            text_encoder_kind=kind, guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
+        )  # fmt: skip
 
 
 def text_encoder_kind(group: CheckpointGroup) -> str:
@@ -117,9 +101,13 @@ def dit_state(group: CheckpointGroup) -> dict[str, torch.Tensor]:
     return original_format.transformer_to_diffusers(state) if original_format.is_original(state) else state
 
 
-def _count(keys, prefix: str) -> int:
-    blocks = {int(m[1]) for k in keys if (m := re.match(rf"{re.escape(prefix)}\.(\d+)\.", k))}
-    return max(blocks) + 1 if blocks else 0
+#: Flux2Transformer2DModel arguments that are one dimension of a weight: name -> (diffusers key, dim)
+DIMENSIONS = {
+    "in_channels": ("x_embedder.weight", 1),
+    "attention_head_dim": ("transformer_blocks.0.attn.norm_q.weight", 0),
+    "joint_attention_dim": ("context_embedder.weight", 1),
+    "timestep_guidance_channels": ("time_guidance_embed.timestep_embedder.linear_1.weight", 1),
+}
 
 
 def dit_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -130,19 +118,17 @@ def dit_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
     found = group.sibling_config()
     if found and found.get("_class_name") == "Flux2Transformer2DModel":
         return init_args(Flux2Transformer2DModel, found)
-    inner, in_channels = state["x_embedder.weight"].shape
-    head_dim = state["transformer_blocks.0.attn.norm_q.weight"].shape[0]
+    cfg: dict[str, Any] = {name: state[key].shape[dim] for name, (key, dim) in DIMENSIONS.items()}
+    inner, head_dim = state["x_embedder.weight"].shape[0], cfg["attention_head_dim"]
     out_channels = state["proj_out.weight"].shape[0]
+    blocks = {name: original_format.count_blocks(state, prefix) for name, prefix in
+              (("num_layers", "transformer_blocks"), ("num_single_layers", "single_transformer_blocks"))}  # fmt: skip
     return dict(
+        cfg,
+        **blocks,
         patch_size=1,
-        in_channels=in_channels,
-        out_channels=None if out_channels == in_channels else out_channels,
-        num_layers=_count(state, "transformer_blocks"),
-        num_single_layers=_count(state, "single_transformer_blocks"),
-        attention_head_dim=head_dim,
+        out_channels=None if out_channels == cfg["in_channels"] else out_channels,
         num_attention_heads=inner // head_dim,
-        joint_attention_dim=state["context_embedder.weight"].shape[1],
-        timestep_guidance_channels=state["time_guidance_embed.timestep_embedder.linear_1.weight"].shape[1],
         mlp_ratio=state["transformer_blocks.0.ff.linear_in.weight"].shape[0] / 2 / inner,
         axes_dims_rope=[head_dim // 4] * 4,
         guidance_embeds="time_guidance_embed.guidance_embedder.linear_1.weight" in state,

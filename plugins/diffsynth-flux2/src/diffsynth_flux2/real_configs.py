@@ -78,35 +78,38 @@ def _text_encoder(size: str, local: dict[str, Any] | None):
     return (lambda: Qwen3Model(qwen)), build_tokenizer()
 
 
-def plan_pipeline(variant: str | None, context):
-    """Real-size dit, text encoder and vae on the meta device; the tiny tokenizer padding every
-    prompt to the pipelines' 512 tokens."""
-    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
+class Planning:
+    """The family's `plan_pipeline`."""
 
-    from diffsynth.plugin import UserError, empty_module
+    def plan_pipeline(self, variant: str | None, context):
+        """Real-size dit, text encoder and vae on the meta device; the tiny tokenizer padding every
+        prompt to the pipelines' 512 tokens."""
+        from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
 
-    from .inputs import MAX_LENGTH
-    from .pipeline import MISTRAL3, QWEN3, SCHEDULE, Flux2Modules, init_args
-    from .spec import DEFAULT_GUIDANCE
+        from diffsynth.plugin import UserError, empty_module
 
-    variants = {v.name: v for v in FAMILY.variants}
-    chosen = variants.get(variant or FAMILY.variants[0].name)
-    if chosen is None:
-        raise UserError(f"flux2 plan: unknown variant {variant!r} ({', '.join(variants)})")
-    size = "dev" if chosen.name == "dev" else "9b" if "9b" in chosen.name else "4b"
-    text_source, dit_source, vae_source = chosen.model_sources
-    dtype = context.torch_dtype
-    dit_cfg = init_args(Flux2Transformer2DModel, _local_config(dit_source, "transformer") or DIT[size])
-    vae_cfg = init_args(AutoencoderKLFlux2, _local_config(vae_source, "vae") or VAE)
-    build_text, tokenizer = _text_encoder(size, _local_config(text_source, "text_encoder"))
-    modules = {
-        "dit": empty_module(lambda: Flux2Transformer2DModel(**dit_cfg), dtype),
-        "text_encoder": empty_module(build_text, dtype),
-        "vae": empty_module(lambda: AutoencoderKLFlux2(**vae_cfg), dtype),
-    }
-    tokenizer.model_max_length = MAX_LENGTH
-    return Flux2Modules(
-        modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer,
-        text_encoder_kind=MISTRAL3 if size == "dev" else QWEN3,
-        guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
-    )  # fmt: skip
+        from .inputs import MAX_LENGTH
+        from .pipeline import MISTRAL3, QWEN3, SCHEDULE, Flux2Modules, init_args
+        from .spec import DEFAULT_GUIDANCE
+
+        variants = {v.name: v for v in FAMILY.variants}
+        chosen = variants.get(variant or FAMILY.variants[0].name)
+        if chosen is None:
+            raise UserError(f"flux2 plan: unknown variant {variant!r} ({', '.join(variants)})")
+        size = "dev" if chosen.name == "dev" else "9b" if "9b" in chosen.name else "4b"
+        text_source, dit_source, vae_source = chosen.model_sources
+        dtype = context.torch_dtype
+        dit_cfg = init_args(Flux2Transformer2DModel, _local_config(dit_source, "transformer") or DIT[size])
+        vae_cfg = init_args(AutoencoderKLFlux2, _local_config(vae_source, "vae") or VAE)
+        build_text, tokenizer = _text_encoder(size, _local_config(text_source, "text_encoder"))
+        modules = {
+            "dit": empty_module(lambda: Flux2Transformer2DModel(**dit_cfg), dtype),
+            "text_encoder": empty_module(build_text, dtype),
+            "vae": empty_module(lambda: AutoencoderKLFlux2(**vae_cfg), dtype),
+        }
+        tokenizer.model_max_length = MAX_LENGTH
+        return Flux2Modules(
+            modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer,
+            text_encoder_kind=MISTRAL3 if size == "dev" else QWEN3,
+            guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
+        )  # fmt: skip

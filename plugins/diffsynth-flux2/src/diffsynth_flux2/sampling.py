@@ -8,14 +8,8 @@ Flux2Pipeline gets the loaded MistralModel as its text encoder: it calls it as
 
 from __future__ import annotations
 
-from diffsynth.plugin import (
-    RunContext,
-    SampleRequest,
-    SampleResult,
-    UserError,
-    generate_each_prompt,
-    without_defaults,
-)
+from diffsynth.plugin import RunContext, SampleRequest, SampleResult, UserError
+from diffsynth.plugin import generate_each_prompt, without_defaults
 
 from .inputs import max_length
 from .pipeline import MISTRAL3, Flux2Modules
@@ -30,7 +24,7 @@ def diffusers_pipeline(pipe: Flux2Modules):
     modules = dict(
         scheduler=FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIG),
         vae=pipe.vae,
-        text_encoder=pipe.modules["text_encoder"],
+        text_encoder=pipe.text_encoder,
         tokenizer=pipe.tokenizer,
         transformer=pipe.dit,
     )
@@ -39,24 +33,24 @@ def diffusers_pipeline(pipe: Flux2Modules):
     return Flux2KleinPipeline(**modules, is_distilled=pipe.is_distilled)
 
 
-def sample(pipe: Flux2Modules, request: SampleRequest, context: RunContext) -> SampleResult:
-    unknown = sorted(set(request.inputs) - {EDIT})
-    if unknown:
-        raise UserError(f"flux2 takes no {', '.join('--' + u for u in unknown)} (extra input: --{EDIT})")
-    if request.num_frames not in (None, 1):
-        raise UserError("--num_frames: flux2 generates images")
-    dev = pipe.text_encoder_kind == MISTRAL3
-    if dev and (request.cfg_scale is not None or request.negative_prompt is not None):
-        raise UserError("--cfg_scale/--negative_prompt: FLUX.2-dev's Flux2Pipeline has no classifier-free guidance (use --guidance)")
-    if not dev and request.guidance is not None:
-        raise UserError("--guidance: FLUX.2 [klein] has no embedded guidance (use --cfg_scale on a base model)")
-    dp = diffusers_pipeline(pipe)
-    length = max_length(pipe)
-    kwargs = dict(height=request.height, width=request.width, max_sequence_length=length, output_type="pil")
-    # Flux2Pipeline's guidance_scale is the embedded guidance (default 4.0); Flux2KleinPipeline's is CFG
-    kwargs.update(without_defaults({"num_inference_steps": request.steps, "guidance_scale": request.guidance if dev else request.cfg_scale}))
-    if request.negative_prompt is not None:  # the pipeline's negative prompt is "" unless given as embeddings
-        kwargs["negative_prompt_embeds"] = dp.encode_prompt(request.negative_prompt, max_sequence_length=length)[0]
-    if request.inputs.get(EDIT):
-        kwargs["image"] = list(request.inputs[EDIT])
-    return SampleResult(frames=generate_each_prompt(dp, request, kwargs, lambda out: out.images[0]))
+class Sampling:
+    """The family's `sample_images`."""
+
+    def sample_images(self, pipeline: Flux2Modules, request: SampleRequest, context: RunContext) -> SampleResult:
+        if request.num_frames not in (None, 1):
+            raise UserError("--num_frames: flux2 generates images")
+        dev = pipeline.text_encoder_kind == MISTRAL3
+        if dev and (request.cfg_scale is not None or request.negative_prompt is not None):
+            raise UserError("--cfg_scale/--negative_prompt: FLUX.2-dev's Flux2Pipeline has no classifier-free guidance (use --guidance)")
+        if not dev and request.guidance is not None:
+            raise UserError("--guidance: FLUX.2 [klein] has no embedded guidance (use --cfg_scale on a base model)")
+        dp = diffusers_pipeline(pipeline)
+        length = max_length(pipeline)
+        kwargs = dict(height=request.height, width=request.width, max_sequence_length=length, output_type="pil")
+        # Flux2Pipeline's guidance_scale is the embedded guidance (default 4.0); Flux2KleinPipeline's is CFG
+        kwargs.update(without_defaults({"num_inference_steps": request.steps, "guidance_scale": request.guidance if dev else request.cfg_scale}))
+        if request.negative_prompt is not None:  # the pipeline's negative prompt is "" unless given as embeddings
+            kwargs["negative_prompt_embeds"] = dp.encode_prompt(request.negative_prompt, max_sequence_length=length)[0]
+        if request.inputs.get(EDIT):
+            kwargs["image"] = list(request.inputs[EDIT])
+        return SampleResult(frames=generate_each_prompt(dp, request, kwargs, lambda out: out.images[0]))

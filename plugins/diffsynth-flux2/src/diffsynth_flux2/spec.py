@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from diffsynth.plugin import (
-    CheckpointHeader,
-    ComponentSpec,
-    ExtraInputSpec,
-    FamilyOption,
-    FamilySpec,
-    PresetSpec,
-    VariantSpec,
-)
+from diffsynth.plugin import CheckpointHeader, ComponentSpec, ExtraInputSpec, FamilyOption
+from diffsynth.plugin import FamilySpec, PresetSpec, VariantSpec
 
 NAME = "flux2"
 ORG = "black-forest-labs"
@@ -123,7 +116,7 @@ FAMILY = FamilySpec(
         ComponentSpec("dit", "Flux2 DiT (double + single-stream blocks)", is_dit, "diffusers.Flux2Transformer2DModel"),
         ComponentSpec(
             "text_encoder", "Qwen3 (klein: hidden states of layers 9, 18, 27) or Mistral 3 (dev: layers 10, 20, 30)",
-            is_text_encoder, "transformers.Qwen3Model / transformers.MistralModel",
+            is_text_encoder, "transformers.Qwen3Model / transformers.MistralModel", tokenized=True,
         ),
         ComponentSpec("vae", "32-channel autoencoder with latent batch-norm statistics", is_vae, "diffusers.AutoencoderKLFlux2"),
     ),

@@ -6,13 +6,13 @@ or `Flux2Pipeline.from_pretrained(DIR, tokenizer=...)` (dev, see `build_mistral_
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import save_file
 
-from diffsynth.plugin import UserError, calibration_images
+from diffsynth.plugin import UserError, calibration_images, flow_match_scheduler_config, write_json
 
 from . import original_format
 
@@ -42,16 +42,7 @@ TINY_MAX_LENGTH = 64
 
 # FLUX.2's scheduler config (scripts/convert_flux2_to_diffusers.py takes FLUX.1-dev's); the
 # pipelines pass their own empirical `mu`, so `shift` is unused.
-SCHEDULER_CONFIG = {
-    "_class_name": "FlowMatchEulerDiscreteScheduler",
-    "base_image_seq_len": 256,
-    "base_shift": 0.5,
-    "max_image_seq_len": 4096,
-    "max_shift": 1.15,
-    "num_train_timesteps": 1000,
-    "shift": 3.0,
-    "use_dynamic_shifting": True,
-}
+SCHEDULER_CONFIG = flow_match_scheduler_config()
 #: preset -> (BFL file name, is_distilled)
 PRESETS = {"tiny": ("flux-2-klein-4b.safetensors", True), "tiny-base": ("flux-2-klein-base-4b.safetensors", False)}
 DEV_PRESET = "tiny-dev"
@@ -72,38 +63,51 @@ CHAT_TEMPLATE = (
 )
 
 
-def write_preset(preset: str, directory: Path, seed: int = 0) -> None:
-    """Write `preset` into `directory` (created if needed)."""
-    if preset == DEV_PRESET:
-        from .tiny_dev import write_dev_preset
+class Presets:
+    """The family's `init_model`."""
 
-        return write_dev_preset(directory, seed)
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r} for flux2 (choose from: {', '.join([*PRESETS, DEV_PRESET])})")
-    original_file, distilled = PRESETS[preset]
+    def init_model(self, preset: str, directory: Path, seed: int = 0) -> None:
+        """Write `preset` into `directory` (created if needed)."""
+        if preset == DEV_PRESET:
+            from .tiny_dev import write_dev_preset
+
+            return write_dev_preset(directory, seed)
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r} for flux2 (choose from: {', '.join([*PRESETS, DEV_PRESET])})")
+        original_file, distilled = PRESETS[preset]
+        tokenizer = build_tokenizer()
+        # the base model: another transformer, the same encoders
+        write_models(directory, seed, lambda: build_text_encoder(tokenizer), seed + (not distilled), original_file)
+        tokenizer.save_pretrained(directory / "tokenizer")
+        index = model_index("Flux2KleinPipeline", "Qwen3ForCausalLM", "Qwen2TokenizerFast", is_distilled=distilled)
+        write_json(directory / "model_index.json", index)
+
+
+def write_models(
+    directory: Path, seed: int, text_encoder: Callable[[], torch.nn.Module], dit_seed: int, original_file: str, **dit_overrides
+) -> None:
+    """The folders every preset has: text_encoder/ (`text_encoder()` at `seed`), vae/, transformer/
+    (at `dit_seed`) with BFL's single file of the same weights, scheduler/."""
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
     torch.manual_seed(seed)
-    build_text_encoder(tokenizer).save_pretrained(directory / "text_encoder", max_shard_size=SHARD_SIZE)
+    text_encoder().save_pretrained(directory / "text_encoder", max_shard_size=SHARD_SIZE)
     build_vae().save_pretrained(directory / "vae")
-    torch.manual_seed(seed + (not distilled))  # the base model: another transformer, same encoders
-    dit = build_dit()
+    torch.manual_seed(dit_seed)
+    dit = build_dit(**dit_overrides)
     dit.save_pretrained(directory / "transformer", max_shard_size=SHARD_SIZE)
     save_file(original_format.transformer_to_original(dit.state_dict()), str(directory / original_file))
-    tokenizer.save_pretrained(directory / "tokenizer")
-    _write_json(directory / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
-    _write_json(
-        directory / "model_index.json",
-        {
-            "_class_name": "Flux2KleinPipeline",
-            "is_distilled": distilled,
-            "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-            "text_encoder": ["transformers", "Qwen3ForCausalLM"],
-            "tokenizer": ["transformers", "Qwen2TokenizerFast"],
-            "transformer": ["diffusers", "Flux2Transformer2DModel"],
-            "vae": ["diffusers", "AutoencoderKLFlux2"],
-        },
-    )
+    write_json(directory / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
+
+
+def model_index(pipeline: str, text_encoder: str, tokenizer: str, **flags) -> dict[str, Any]:
+    """A FLUX.2 repo's model_index.json: the pipeline class, its flags, each folder's library and class."""
+    classes = {
+        "scheduler": "FlowMatchEulerDiscreteScheduler", "text_encoder": text_encoder, "tokenizer": tokenizer,
+        "transformer": "Flux2Transformer2DModel", "vae": "AutoencoderKLFlux2",
+    }  # fmt: skip
+    library = {"text_encoder": "transformers", "tokenizer": "transformers"}
+    folders = {name: [library.get(name, "diffusers"), cls] for name, cls in classes.items()}
+    return {"_class_name": pipeline, **flags, **folders}
 
 
 def build_dit(**overrides) -> torch.nn.Module:
@@ -153,8 +157,3 @@ def build_tokenizer():
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -17,10 +17,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from . import original_format
-from .tiny import SCHEDULER_CONFIG, SHARD_SIZE, TEXT_HIDDEN, TINY_MAX_LENGTH, _write_json, build_dit, build_vae
+from diffsynth.plugin import write_json
+
+from .tiny import TEXT_HIDDEN, TINY_MAX_LENGTH, model_index, write_models
 
 ORIGINAL_FILE = "flux2-dev.safetensors"
 #: Mistral Small 3.1's text model, narrow; its 40 layers kept, so hidden states 10, 20 and 30 are
@@ -96,29 +96,14 @@ PREPROCESSOR_CONFIG = {
     "rescale_factor": 1 / 255,
     "size": {"longest_edge": 1540},
 }
-MODEL_INDEX = {
-    "_class_name": "Flux2Pipeline",
-    "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-    "text_encoder": ["transformers", "Mistral3ForConditionalGeneration"],
-    "tokenizer": ["transformers", "PixtralProcessor"],
-    "transformer": ["diffusers", "Flux2Transformer2DModel"],
-    "vae": ["diffusers", "AutoencoderKLFlux2"],
-}
 
 
 def write_dev_preset(directory: Path, seed: int = 0) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     tokenizer = build_mistral_tokenizer()
-    torch.manual_seed(seed)
-    build_mistral3(tokenizer).save_pretrained(directory / "text_encoder", max_shard_size=SHARD_SIZE)
-    build_vae().save_pretrained(directory / "vae")
-    torch.manual_seed(seed + 2)  # not klein's transformer
-    dit = build_dit(guidance_embeds=True)
-    dit.save_pretrained(directory / "transformer", max_shard_size=SHARD_SIZE)
-    save_file(original_format.transformer_to_original(dit.state_dict()), str(directory / ORIGINAL_FILE))
+    # seed + 2: not klein's transformer
+    write_models(directory, seed, lambda: build_mistral3(tokenizer), seed + 2, ORIGINAL_FILE, guidance_embeds=True)
     write_processor_folder(directory / "tokenizer", tokenizer)
-    _write_json(directory / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
-    _write_json(directory / "model_index.json", MODEL_INDEX)
+    write_json(directory / "model_index.json", model_index("Flux2Pipeline", "Mistral3ForConditionalGeneration", "PixtralProcessor"))
 
 
 def build_mistral3(tokenizer) -> torch.nn.Module:
@@ -159,6 +144,6 @@ def write_processor_folder(folder: Path, tokenizer) -> None:
     tokenizer.save_pretrained(folder)
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps({**config, "processor_class": "PixtralProcessor"}, indent=2) + "\n")
-    _write_json(folder / "processor_config.json", PROCESSOR_CONFIG)
-    _write_json(folder / "preprocessor_config.json", PREPROCESSOR_CONFIG)
+    write_json(config_path, {**config, "processor_class": "PixtralProcessor"})
+    write_json(folder / "processor_config.json", PROCESSOR_CONFIG)
+    write_json(folder / "preprocessor_config.json", PREPROCESSOR_CONFIG)
