@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffsynth_flux import FAMILY
+from diffsynth_flux import FAMILY, plugin
 from diffsynth_flux.spec import DEV_REPO, KONTEXT_REPO, NAME
-from diffsynth_flux.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
@@ -30,8 +29,8 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
-    write_preset("tiny", base / DEV_REPO, 0)
-    write_preset("tiny-kontext", base / KONTEXT_REPO, 0)
+    plugin.init_model("tiny", base / DEV_REPO, 0)
+    plugin.init_model("tiny-kontext", base / KONTEXT_REPO, 0)
     return base
 
 

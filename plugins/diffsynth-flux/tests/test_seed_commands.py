@@ -35,12 +35,12 @@ def run_diffsynth(*args: str, cwd: Path):
 def workdir(tmp_path_factory) -> Path:
     """A working directory with ./models holding both tiny repos, as `models init` writes them
     (the CLI for FLUX.1-dev; the same writer directly for Kontext)."""
-    from diffsynth_flux.tiny import write_preset
+    from diffsynth_flux import plugin
 
     root = tmp_path_factory.mktemp("seed")
     out = run_diffsynth("models", "init", "flux", "models/black-forest-labs/FLUX.1-dev", "--preset", "tiny", cwd=root)
     assert out.returncode == 0, out.stderr
-    write_preset("tiny-kontext", root / "models/black-forest-labs/FLUX.1-Kontext-dev", 0)
+    plugin.init_model("tiny-kontext", root / "models/black-forest-labs/FLUX.1-Kontext-dev", 0)
     return root
 
 

@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 from conftest import config, model_files, sample
-from diffsynth_flux.inputs import pack, predict, preprocess, unpack
-from diffsynth_flux.pipeline import load
+from diffsynth_flux import plugin
+from diffsynth_flux.inputs import pack, unpack
 from diffsynth_flux.tiny import T5_TINY_LENGTH
 
 
 @pytest.fixture(scope="module")
 def pipe(model_base):
-    return load(model_files(model_base), config())
+    return plugin.load_pipeline(model_files(model_base), config())
 
 
 @pytest.fixture(scope="module")
 def kontext_pipe(model_base):
-    return load(model_files(model_base, "kontext"), config(kontext=True))
+    return plugin.load_pipeline(model_files(model_base, "kontext"), config(kontext=True))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def _pixels(img) -> torch.Tensor:
 
 def test_inputs_match_flux_pipeline(pipe, diffusers_pipe):
     s = sample()
-    inputs = preprocess(pipe, s, config(guidance=3.5))
+    inputs = plugin.preprocess_inputs(pipe, s, config(guidance=3.5))
     embeds, pooled, text_ids = diffusers_pipe.encode_prompt(s.prompt, prompt_2=None, max_sequence_length=T5_TINY_LENGTH)
     cond = inputs.conditioning
     torch.testing.assert_close(cond.prompt_embeds, embeds, atol=1e-4, rtol=1e-4)  # attention kernels differ
@@ -50,11 +50,11 @@ def test_inputs_match_flux_pipeline(pipe, diffusers_pipe):
 
 
 def test_prediction_is_the_pipelines_transformer_call(pipe, diffusers_pipe):
-    inputs = preprocess(pipe, sample(), config(guidance=3.5))
+    inputs = plugin.preprocess_inputs(pipe, sample(), config(guidance=3.5))
     cond = inputs.conditioning
     noisy = torch.randn_like(inputs.latents)
     with torch.no_grad():
-        ours = predict(pipe, inputs, noisy, torch.tensor([0.7]))
+        ours = plugin.predict_flow(pipe, inputs, noisy, torch.tensor([0.7]))
         t = torch.tensor([700.0])  # the pipeline's timestep on the 0..1000 scale, passed as t / 1000
         theirs = diffusers_pipe.transformer(
             hidden_states=noisy, timestep=t / 1000, guidance=torch.full([1], 3.5), pooled_projections=cond.pooled_embeds,
@@ -73,7 +73,7 @@ def test_kontext_reference_tokens_reach_the_transformer(kontext_pipe, tiny_konte
     from diffusers import FluxKontextPipeline
 
     s = sample(kontext=True)
-    inputs = preprocess(kontext_pipe, s, config(kontext=True))
+    inputs = plugin.preprocess_inputs(kontext_pipe, s, config(kontext=True))
     cond = inputs.conditioning
     target_tokens, ref_tokens = 4, 6  # 32x32 -> 2x2 packed; 48x32 -> 3x2 packed
     assert inputs.latents.shape[1] == target_tokens and cond.reference_latents.shape[1] == ref_tokens
@@ -81,7 +81,7 @@ def test_kontext_reference_tokens_reach_the_transformer(kontext_pipe, tiny_konte
     hook = kontext_pipe.dit.x_embedder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
     try:
         with torch.no_grad():
-            out = predict(kontext_pipe, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
+            out = plugin.predict_flow(kontext_pipe, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
     finally:
         hook.remove()
     assert seen == [target_tokens + ref_tokens] and out.shape == inputs.latents.shape

@@ -33,50 +33,56 @@ class FluxConditioning:
     #: Kontext: clean reference tokens appended after the noisy ones, (B, N_ref, C*4)
     reference_latents: torch.Tensor | None = None
 
-
-def preprocess(pipe: FluxModules, sample: Sample, context: RunContext) -> TrainingInputs:
-    latents = encode_image(pipe, _image(sample, "image"))
-    ids = [latent_ids(latents.shape[-2] // 2, latents.shape[-1] // 2)]
-    references = []
-    if KONTEXT in context.extra_inputs:
-        for image in _images(sample, KONTEXT):
-            ref = encode_image(pipe, image)
-            ref_ids = latent_ids(ref.shape[-2] // 2, ref.shape[-1] // 2)
-            ref_ids[:, 0] = 1  # FluxKontextPipeline: reference ids differ from the target's in dim 0
-            references.append(pack(ref))
-            ids.append(ref_ids)
-    prompt_embeds, pooled = encode_prompt(pipe, sample.prompt)
-    conditioning = FluxConditioning(
-        prompt_embeds=prompt_embeds,
-        pooled_embeds=pooled,
-        text_ids=torch.zeros(prompt_embeds.shape[1], 3),
-        image_ids=torch.cat(ids),
-        guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
-        reference_latents=torch.cat(references, dim=1) if references else None,
-    )
-    return TrainingInputs(latents=pack(latents), conditioning=conditioning)
+    def dit_arguments(self, dit: torch.nn.Module, like: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        """The DiT's conditioning keywords, batched, on the device and in the dtype of `like` (B, N, C);
+        embedded guidance only for a guidance-distilled DiT."""
+        batch = like.shape[0]
+        return {
+            "guidance": torch.full((batch,), self.guidance).to(like) if dit.config.guidance_embeds else None,
+            "pooled_projections": self.pooled_embeds.to(like).expand(batch, -1),
+            "encoder_hidden_states": self.prompt_embeds.to(like).expand(batch, -1, -1),
+            "txt_ids": self.text_ids.to(like),
+            "img_ids": self.image_ids.to(like),
+        }
 
 
-def predict(pipe: FluxModules, inputs: TrainingInputs, noisy: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """The DiT's flow prediction for the image tokens, in the packed (B, N, C*4) layout."""
-    cond: FluxConditioning = inputs.conditioning
-    dit = pipe.dit
-    batch = noisy.shape[0]
-    hidden = noisy.to(pipe.device, pipe.dtype)
-    if cond.reference_latents is not None:
-        hidden = torch.cat([hidden, cond.reference_latents.to(hidden).expand(batch, -1, -1)], dim=1)
-    guidance = torch.full((batch,), cond.guidance).to(hidden) if dit.config.guidance_embeds else None
-    out = dit(
-        hidden_states=hidden,
-        timestep=sigmas.to(hidden),  # the pipeline passes t / 1000 = sigma; the DiT scales it back
-        guidance=guidance,
-        pooled_projections=cond.pooled_embeds.to(hidden).expand(batch, -1),
-        encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
-        txt_ids=cond.text_ids.to(hidden),
-        img_ids=cond.image_ids.to(hidden),
-        return_dict=False,
-    )[0]
-    return out[:, : noisy.shape[1]]
+class Training:
+    """The family's `preprocess_inputs` and `predict_flow`."""
+
+    def preprocess_inputs(self, pipeline: FluxModules, sample: Sample, context: RunContext) -> TrainingInputs:
+        latents = encode_image(pipeline, _image(sample, "image"))
+        ids = [latent_ids(latents.shape[-2] // 2, latents.shape[-1] // 2)]
+        references = []
+        if KONTEXT in context.extra_inputs:
+            for image in _images(sample, KONTEXT):
+                ref = encode_image(pipeline, image)
+                ref_ids = latent_ids(ref.shape[-2] // 2, ref.shape[-1] // 2)
+                ref_ids[:, 0] = 1  # FluxKontextPipeline: reference ids differ from the target's in dim 0
+                references.append(pack(ref))
+                ids.append(ref_ids)
+        prompt_embeds, pooled = encode_prompt(pipeline, sample.prompt)
+        conditioning = FluxConditioning(
+            prompt_embeds=prompt_embeds,
+            pooled_embeds=pooled,
+            text_ids=torch.zeros(prompt_embeds.shape[1], 3),
+            image_ids=torch.cat(ids),
+            guidance=float(getattr(context.options, "guidance", DEFAULT_GUIDANCE)),
+            reference_latents=torch.cat(references, dim=1) if references else None,
+        )
+        return TrainingInputs(latents=pack(latents), conditioning=conditioning)
+
+    def predict_flow(
+        self, pipeline: FluxModules, inputs: TrainingInputs, noisy_latents: torch.Tensor, sigmas: torch.Tensor
+    ) -> torch.Tensor:
+        """The DiT's flow prediction for the image tokens, in the packed (B, N, C*4) layout; Kontext's
+        clean reference tokens follow them in the DiT's input, and their outputs are dropped."""
+        cond: FluxConditioning = inputs.conditioning
+        noisy = noisy_latents.to(pipeline.device, pipeline.dtype)
+        tokens = [noisy] if cond.reference_latents is None else [noisy, cond.reference_latents.to(noisy)]
+        hidden = torch.cat([t.expand(noisy.shape[0], -1, -1) for t in tokens], dim=1)
+        # the pipeline passes t / 1000 = sigma as the timestep; the DiT scales it back
+        out = pipeline.dit(hidden_states=hidden, timestep=sigmas.to(noisy), return_dict=False, **cond.dit_arguments(pipeline.dit, noisy))
+        return out[0][:, : noisy.shape[1]]
 
 
 def encode_image(pipe: FluxModules, image: Image.Image) -> torch.Tensor:

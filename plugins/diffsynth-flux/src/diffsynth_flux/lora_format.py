@@ -13,18 +13,33 @@ diffusers for FLUX; adapter metadata alone keeps the scale in diffusers but not 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
+from diffsynth.plugin import LoraKeyFormat
 
 
-def normalize(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:
-    """A FLUX LoRA in any layout diffusers reads (BFL `diffusion_model.double_blocks...` with fused
-    qkv, kohya `lora_unet_double_blocks_...`, XLabs, diffusers/ours) -> diffusers module names,
-    through diffusers' own converters; the alphas it returns separately go back in as `.alpha`."""
-    from diffusers import FluxPipeline
+class LoraFormat:
+    """The family's LoRA files: `lora_key_format` (what it writes) and `normalize_lora_state_dict`
+    (what it reads)."""
 
-    converted, alphas = FluxPipeline.lora_state_dict(dict(state_dict), return_alphas=True)
-    converted = dict(converted)
-    for key, alpha in (alphas or {}).items():
-        converted[key if key.endswith(".alpha") else f"{key}.alpha"] = torch.tensor(float(alpha))
-    return converted
+    # diffusers' FLUX loader keeps only `transformer.*` keys; ComfyUI maps them onto its fused
+    # weights (see tests/test_lora_export.py)
+    lora_key_format: ClassVar[LoraKeyFormat] = LoraKeyFormat(
+        "transformer.", description="transformer.<module>.lora_A/lora_B.weight + .alpha"
+    )
+
+    def normalize_lora_state_dict(
+        self, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]
+    ) -> dict[str, torch.Tensor]:
+        """A FLUX LoRA in any layout diffusers reads (BFL `diffusion_model.double_blocks...` with fused
+        qkv, kohya `lora_unet_double_blocks_...`, XLabs, diffusers/ours) -> diffusers module names,
+        through diffusers' own converters; the alphas it returns separately go back in as `.alpha`."""
+        from diffusers import FluxPipeline
+
+        converted, alphas = FluxPipeline.lora_state_dict(dict(state_dict), return_alphas=True)
+        converted = dict(converted)
+        for key, alpha in (alphas or {}).items():
+            converted[key if key.endswith(".alpha") else f"{key}.alpha"] = torch.tensor(float(alpha))
+        return converted

@@ -1,4 +1,5 @@
-"""`load_pipeline`: the FLUX modules and both tokenizers from identified files (either layout)."""
+"""The FLUX modules and both tokenizers from identified files, either layout (`Loading`: the
+family's `load_pipeline`)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,8 @@ from typing import Any
 
 import torch
 
-from diffsynth.plugin import (
-    CheckpointGroup,
-    DownloadSettings,
-    FamilyPipeline,
-    FlowMatchSchedule,
-    ModelFiles,
-    RunContext,
-    UserError,
-    build_module,
-    load_state_dict,
-    resolve_folder,
-)
+from diffsynth.plugin import CheckpointGroup, DownloadSettings, FamilyPipeline, FlowMatchSchedule, ModelFiles
+from diffsynth.plugin import RunContext, build_module, load_state_dict, resolve_folder
 
 from . import configs, original_format
 from .spec import DEV_REPO
@@ -37,29 +28,25 @@ class FluxModules(FamilyPipeline):
     tokenizer: Any = None  # CLIP
     tokenizer_2: Any = None  # T5
 
-    @property
-    def dit(self) -> torch.nn.Module:
-        return self.modules["dit"]
 
-    @property
-    def vae(self) -> torch.nn.Module:
-        return self.modules["vae"]
+class Loading:
+    """The family's `load_pipeline`: the modules and both tokenizers from identified files."""
+
+    def load_pipeline(self, models: ModelFiles, context: RunContext) -> FluxModules:
+        found = models.components
+        modules = {name: load(found[name], context.torch_dtype) for name, load in _LOADERS.items() if name in found}
+        pipe = FluxModules(modules=modules, schedule=SCHEDULE, denoiser="dit")
+        if "text_encoder" in modules:  # absent when training from the encoder cache
+            pipe.tokenizer, pipe.tokenizer_2 = load_tokenizers(models.tokenizer_path, context)
+        return pipe
 
 
-def load(models: ModelFiles, context: RunContext) -> FluxModules:
-    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
-    if models.tokenizer_path is None and encodes_text:
-        raise UserError(f"flux needs the CLIP tokenizer: pass --tokenizer_path (e.g. {DEV_REPO}:tokenizer/)")
-    dtype = context.torch_dtype
-    loaders = {"dit": load_dit, "text_encoder": load_clip, "text_encoder_2": load_t5, "vae": load_vae}
-    modules = {name: load(models.components[name], dtype) for name, load in loaders.items() if name in models.components}
+def load_tokenizers(tokenizer_path: Path, context: RunContext):
+    """CLIP's tokenizer from `tokenizer_path` (the core checked there is one) and T5's."""
     from transformers import CLIPTokenizer, T5TokenizerFast
 
-    tokenizer = tokenizer_2 = None
-    if encodes_text:
-        tokenizer = CLIPTokenizer.from_pretrained(str(models.tokenizer_path))
-        tokenizer_2 = T5TokenizerFast.from_pretrained(str(tokenizer_2_folder(models.tokenizer_path, context)))
-    return FluxModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, tokenizer_2=tokenizer_2)
+    clip = CLIPTokenizer.from_pretrained(str(tokenizer_path))
+    return clip, T5TokenizerFast.from_pretrained(str(tokenizer_2_folder(tokenizer_path, context)))
 
 
 def tokenizer_2_folder(tokenizer_path: Path, context: RunContext) -> Path:
@@ -123,3 +110,7 @@ def load_t5(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
     state.setdefault("shared.weight", shared)
     state.setdefault("encoder.embed_tokens.weight", shared)
     return build_module(lambda: T5EncoderModel(cfg), state, group, dtype)
+
+
+#: Each component's loader (the names of spec.py's components), in the pipeline's module order.
+_LOADERS = {"dit": load_dit, "text_encoder": load_clip, "text_encoder_2": load_t5, "vae": load_vae}

@@ -53,32 +53,35 @@ def _local_config(folder: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def plan_pipeline(variant: str | None, context):
-    """Real-size dit, CLIP, T5 and vae on the meta device; the tiny tokenizers (the CLIP text is
-    padded to 77 tokens and the T5 text to 512 whatever the prompt, as the pipeline pads)."""
-    from diffusers import AutoencoderKL, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+class Planning:
+    """The family's `plan_pipeline`."""
 
-    from diffsynth.plan.meta import empty_module
-    from diffsynth.plugin import UserError
+    def plan_pipeline(self, variant: str | None, context):
+        """Real-size dit, CLIP, T5 and vae on the meta device; the tiny tokenizers (the CLIP text is
+        padded to 77 tokens and the T5 text to 512 whatever the prompt, as the pipeline pads)."""
+        from diffusers import AutoencoderKL, FluxTransformer2DModel
+        from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from . import configs
-    from .pipeline import SCHEDULE, FluxModules
-    from .tiny import build_clip_tokenizer, build_t5_tokenizer
+        from diffsynth.plan.meta import empty_module
+        from diffsynth.plugin import UserError
 
-    if variant not in (None, "dev", "kontext"):
-        raise UserError(f"flux plan: unknown variant {variant!r} (dev, kontext)")
-    dtype = context.torch_dtype
-    dit_cfg = configs._init_args(FluxTransformer2DModel, _local_config("transformer") or DIT)
-    vae_cfg = configs._init_args(AutoencoderKL, _local_config("vae") or VAE)
-    clip_cfg = CLIPTextConfig.from_dict(_local_config("text_encoder") or CLIP)
-    t5_cfg = T5Config.from_dict(_local_config("text_encoder_2") or T5)
-    modules = {
-        "dit": empty_module(lambda: FluxTransformer2DModel(**dit_cfg), dtype),
-        "text_encoder": empty_module(lambda: CLIPTextModel(clip_cfg), dtype),
-        "text_encoder_2": empty_module(lambda: T5EncoderModel(t5_cfg), dtype),
-        "vae": empty_module(lambda: AutoencoderKL(**vae_cfg), dtype),
-    }
-    tokenizer_2 = build_t5_tokenizer()
-    tokenizer_2.model_max_length = T5_LENGTH
-    return FluxModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=build_clip_tokenizer(), tokenizer_2=tokenizer_2)
+        from . import configs
+        from .pipeline import SCHEDULE, FluxModules
+        from .tiny import build_clip_tokenizer, build_t5_tokenizer
+
+        if variant not in (None, "dev", "kontext"):
+            raise UserError(f"flux plan: unknown variant {variant!r} (dev, kontext)")
+        dtype = context.torch_dtype
+        dit_cfg = configs._init_args(FluxTransformer2DModel, _local_config("transformer") or DIT)
+        vae_cfg = configs._init_args(AutoencoderKL, _local_config("vae") or VAE)
+        clip_cfg = CLIPTextConfig.from_dict(_local_config("text_encoder") or CLIP)
+        t5_cfg = T5Config.from_dict(_local_config("text_encoder_2") or T5)
+        modules = {
+            "dit": empty_module(lambda: FluxTransformer2DModel(**dit_cfg), dtype),
+            "text_encoder": empty_module(lambda: CLIPTextModel(clip_cfg), dtype),
+            "text_encoder_2": empty_module(lambda: T5EncoderModel(t5_cfg), dtype),
+            "vae": empty_module(lambda: AutoencoderKL(**vae_cfg), dtype),
+        }
+        tokenizer_2 = build_t5_tokenizer()
+        tokenizer_2.model_max_length = T5_LENGTH
+        return FluxModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=build_clip_tokenizer(), tokenizer_2=tokenizer_2)

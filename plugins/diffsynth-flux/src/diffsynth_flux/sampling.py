@@ -1,21 +1,14 @@
-"""`sample_images`: diffusers' FluxPipeline (or FluxKontextPipeline with a reference image)
+"""`Sampling` (the family's `sample_images`): diffusers' FluxPipeline (or FluxKontextPipeline with a reference image)
 built around the modules `load_pipeline` loaded, LoRA files applied with its own
 `load_lora_weights`, called as a diffusers user would (embedded guidance 3.5 by default)."""
 
 from __future__ import annotations
 
-from diffsynth.plugin import (
-    RunContext,
-    SampleRequest,
-    SampleResult,
-    UserError,
-    generate_each_prompt,
-    without_defaults,
-)
+from diffsynth.plugin import RunContext, SampleRequest, SampleResult, UserError, flow_match_scheduler_config
+from diffsynth.plugin import generate_each_prompt, without_defaults
 
 from .inputs import KONTEXT, t5_length
 from .pipeline import FluxModules
-from .tiny import SCHEDULER_CONFIG
 
 
 def diffusers_pipeline(pipe: FluxModules, kontext: bool):
@@ -24,7 +17,7 @@ def diffusers_pipeline(pipe: FluxModules, kontext: bool):
 
     cls = FluxKontextPipeline if kontext else FluxPipeline
     return cls(
-        scheduler=FlowMatchEulerDiscreteScheduler.from_config(SCHEDULER_CONFIG),
+        scheduler=FlowMatchEulerDiscreteScheduler.from_config(flow_match_scheduler_config()),
         vae=pipe.vae,
         text_encoder=pipe.modules["text_encoder"],
         tokenizer=pipe.tokenizer,
@@ -34,21 +27,19 @@ def diffusers_pipeline(pipe: FluxModules, kontext: bool):
     )
 
 
-def sample(pipe: FluxModules, request: SampleRequest, context: RunContext) -> SampleResult:
-    references = request.inputs.get(KONTEXT) or []
-    if len(references) > 1:
-        raise UserError(f"--{KONTEXT}: FluxKontextPipeline takes one reference image")
-    unknown = sorted(set(request.inputs) - {KONTEXT})
-    if unknown:
-        raise UserError(f"flux takes no {', '.join('--' + u for u in unknown)} (extra input: --{KONTEXT})")
-    if request.guidance is not None and not pipe.dit.config.guidance_embeds:
-        raise UserError("--guidance: this FLUX transformer has no guidance embedding (use --cfg_scale with --negative_prompt)")
-    dp = diffusers_pipeline(pipe, kontext=bool(references))
-    kwargs = dict(height=request.height, width=request.width, max_sequence_length=t5_length(pipe), output_type="pil")
-    kwargs.update(without_defaults({"num_inference_steps": request.steps, "guidance_scale": request.guidance,
-                                    "true_cfg_scale": request.cfg_scale, "negative_prompt": request.negative_prompt}))  # fmt: skip
-    if references:
-        kwargs["image"] = references[0]
-        if request.height and request.width:  # Kontext generates max_area pixels at the asked aspect ratio
-            kwargs["max_area"] = request.height * request.width
-    return SampleResult(frames=generate_each_prompt(dp, request, kwargs, lambda out: out.images[0]))
+class Sampling:
+    """The family's `sample_images`."""
+
+    def sample_images(self, pipeline: FluxModules, request: SampleRequest, context: RunContext) -> SampleResult:
+        references = request.inputs.get(KONTEXT) or []  # at most one: the core checks max_images
+        if request.guidance is not None and not pipeline.dit.config.guidance_embeds:
+            raise UserError("--guidance: this FLUX transformer has no guidance embedding (use --cfg_scale with --negative_prompt)")
+        dp = diffusers_pipeline(pipeline, kontext=bool(references))
+        kwargs = dict(height=request.height, width=request.width, max_sequence_length=t5_length(pipeline), output_type="pil")
+        kwargs.update(without_defaults({"num_inference_steps": request.steps, "guidance_scale": request.guidance,
+                                        "true_cfg_scale": request.cfg_scale, "negative_prompt": request.negative_prompt}))  # fmt: skip
+        if references:
+            kwargs["image"] = references[0]
+            if request.height and request.width:  # Kontext generates max_area pixels at the asked aspect ratio
+                kwargs["max_area"] = request.height * request.width
+        return SampleResult(frames=generate_each_prompt(dp, request, kwargs, lambda out: out.images[0]))

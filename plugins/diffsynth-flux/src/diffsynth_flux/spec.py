@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from diffsynth.plugin import CheckpointHeader
-from diffsynth.plugin import (
-    ComponentSpec,
-    ExtraInputSpec,
-    FamilyOption,
-    FamilySpec,
-    PresetSpec,
-    VariantSpec,
-)
+from diffsynth.plugin import CheckpointHeader, ComponentSpec, ExtraInputSpec, FamilyOption, FamilySpec, PresetSpec
+from diffsynth.plugin import VariantSpec
 
 NAME = "flux"
 DEV_REPO = "black-forest-labs/FLUX.1-dev"
@@ -97,7 +90,10 @@ FAMILY = FamilySpec(
     description="FLUX.1-dev 12B rectified-flow MMDiT text-to-image, and FLUX.1-Kontext-dev (image + instruction).",
     components=(
         ComponentSpec("dit", "MMDiT denoiser (19 double + 38 single blocks)", is_dit, "diffusers.FluxTransformer2DModel"),
-        ComponentSpec("text_encoder", "CLIP-L text encoder (pooled embedding)", is_clip_text, "transformers.CLIPTextModel"),
+        # the CLIP tokenizer folder is --tokenizer_path; T5's is found from it (pipeline.py)
+        ComponentSpec(
+            "text_encoder", "CLIP-L text encoder (pooled embedding)", is_clip_text, "transformers.CLIPTextModel", tokenized=True
+        ),
         ComponentSpec("text_encoder_2", "T5-XXL encoder (token embeddings)", is_t5_encoder, "transformers.T5EncoderModel"),
         ComponentSpec("vae", "16-channel image autoencoder", is_vae, "diffusers.AutoencoderKL"),
     ),
@@ -119,8 +115,9 @@ FAMILY = FamilySpec(
     lora_target_aliases=LORA_TARGET_ALIASES,
     denoiser="dit",
     extra_inputs=(
+        # training joins every reference; FluxKontextPipeline (sampling) takes one
         ExtraInputSpec(
-            "kontext_images", "Reference image(s) for FLUX.1-Kontext, joined to the DiT's image tokens", "kontext"
+            "kontext_images", "Reference image(s) for FLUX.1-Kontext, joined to the DiT's image tokens", "kontext", max_images=1
         ),
     ),
     presets=(

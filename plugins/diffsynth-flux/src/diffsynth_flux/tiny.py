@@ -5,84 +5,73 @@ scheduler and `model_index.json`, so `FluxPipeline.from_pretrained(DIR)` works."
 
 from __future__ import annotations
 
-import json
 import string
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from diffsynth.plugin import UserError, calibration_images
+from diffsynth.plugin import UserError, calibration_images, flow_match_scheduler_config, write_json
 
-from . import original_format
+from . import original_format, real_configs
 
-# Sizes from design.md §4: each module well under 1M parameters.
+# Sizes from design.md §4: each module well under 1M parameters. The transformer and autoencoder
+# are FLUX.1's own (real_configs.py: guidance embedding; 4 levels, 16 latent channels, no quant
+# convs), narrow and shallow.
 TINY_DIT = dict(
-    patch_size=1, in_channels=64, num_layers=2, num_single_layers=2, attention_head_dim=16,
-    num_attention_heads=4, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
-    axes_dims_rope=(4, 6, 6),
+    real_configs.DIT, num_layers=2, num_single_layers=2, attention_head_dim=16, num_attention_heads=4,
+    joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=(4, 6, 6),
 )  # fmt: skip
-# FLUX.1's autoencoder topology (4 levels, 16 latent channels, no quant convs), narrow.
-TINY_VAE = dict(
-    in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-    block_out_channels=[8, 16, 16, 16], layers_per_block=1, latent_channels=16, norm_num_groups=8,
-    sample_size=1024, use_quant_conv=False, use_post_quant_conv=False,
-)  # fmt: skip
+# the latent shift/scale are measured on calibration images (build_vae), not FLUX.1's constants
+TINY_VAE = dict(real_configs.VAE, block_out_channels=[8, 16, 16, 16], layers_per_block=1, norm_num_groups=8)
 TINY_CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77, projection_dim=32)
 TINY_T5 = dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, feed_forward_proj="gated-gelu", relative_attention_num_buckets=8)
 
 T5_TINY_LENGTH = 32
 
-# black-forest-labs/FLUX.1-dev scheduler/scheduler_config.json
-SCHEDULER_CONFIG = {
-    "_class_name": "FlowMatchEulerDiscreteScheduler",
-    "base_image_seq_len": 256,
-    "base_shift": 0.5,
-    "max_image_seq_len": 4096,
-    "max_shift": 1.15,
-    "num_train_timesteps": 1000,
-    "shift": 3.0,
-    "use_dynamic_shifting": True,
-}
 PRESETS = {"tiny": ("FluxPipeline", "flux1-dev.safetensors"), "tiny-kontext": ("FluxKontextPipeline", "flux1-kontext-dev.safetensors")}
 # Split the tiny transformer (3 shards) and T5 (2+) like the real, sharded, repo folders.
 DIT_SHARD_SIZE, T5_SHARD_SIZE = "800KB", "60KB"
 
 
-def write_preset(preset: str, directory: Path, seed: int = 0) -> None:
-    """Write `preset` into `directory` (created if needed)."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r} for flux (choose from: {', '.join(PRESETS)})")
-    pipeline_class, dit_file = PRESETS[preset]
-    directory.mkdir(parents=True, exist_ok=True)
-    clip_tok, t5_tok = build_clip_tokenizer(), build_t5_tokenizer()
-    torch.manual_seed(seed)
-    write_clip(build_clip(clip_tok), directory / "text_encoder")
-    build_t5(t5_tok).save_pretrained(directory / "text_encoder_2", max_shard_size=T5_SHARD_SIZE)
-    vae = build_vae()
-    vae.save_pretrained(directory / "vae")
-    vae_meta = {"scaling_factor": str(vae.config.scaling_factor), "shift_factor": str(vae.config.shift_factor)}
-    save_file(original_format.vae_to_original(vae.state_dict()), str(directory / "ae.safetensors"), metadata=vae_meta)
-    torch.manual_seed(seed + (preset == "tiny-kontext"))  # Kontext: another transformer, same encoders
-    dit = build_dit()
-    dit.save_pretrained(directory / "transformer", max_shard_size=DIT_SHARD_SIZE)
-    save_file(original_format.transformer_to_original(dit.state_dict()), str(directory / dit_file))
-    clip_tok.save_pretrained(directory / "tokenizer")
-    t5_tok.save_pretrained(directory / "tokenizer_2")
-    _write_json(directory / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
-    _write_json(
-        directory / "model_index.json",
-        {
-            "_class_name": pipeline_class,
-            "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "text_encoder_2": ["transformers", "T5EncoderModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "tokenizer_2": ["transformers", "T5TokenizerFast"],
-            "transformer": ["diffusers", "FluxTransformer2DModel"],
-            "vae": ["diffusers", "AutoencoderKL"],
-        },
-    )
+class Presets:
+    """The family's `init_model`."""
+
+    def init_model(self, preset: str, directory: Path, seed: int = 0) -> None:
+        """Write `preset` into `directory` (created if needed)."""
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r} for flux (choose from: {', '.join(PRESETS)})")
+        pipeline_class, dit_file = PRESETS[preset]
+        directory.mkdir(parents=True, exist_ok=True)
+        clip_tok, t5_tok = build_clip_tokenizer(), build_t5_tokenizer()
+        torch.manual_seed(seed)
+        write_clip(build_clip(clip_tok), directory / "text_encoder")
+        build_t5(t5_tok).save_pretrained(directory / "text_encoder_2", max_shard_size=T5_SHARD_SIZE)
+        vae = build_vae()
+        vae.save_pretrained(directory / "vae")
+        vae_meta = {"scaling_factor": str(vae.config.scaling_factor), "shift_factor": str(vae.config.shift_factor)}
+        save_file(original_format.vae_to_original(vae.state_dict()), str(directory / "ae.safetensors"), metadata=vae_meta)
+        torch.manual_seed(seed + (preset == "tiny-kontext"))  # Kontext: another transformer, same encoders
+        dit = build_dit()
+        dit.save_pretrained(directory / "transformer", max_shard_size=DIT_SHARD_SIZE)
+        save_file(original_format.transformer_to_original(dit.state_dict()), str(directory / dit_file))
+        clip_tok.save_pretrained(directory / "tokenizer")
+        t5_tok.save_pretrained(directory / "tokenizer_2")
+        # black-forest-labs/FLUX.1-dev's scheduler/scheduler_config.json
+        write_json(directory / "scheduler" / "scheduler_config.json", flow_match_scheduler_config())
+        write_json(
+            directory / "model_index.json",
+            {
+                "_class_name": pipeline_class,
+                "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+                "text_encoder": ["transformers", "CLIPTextModel"],
+                "text_encoder_2": ["transformers", "T5EncoderModel"],
+                "tokenizer": ["transformers", "CLIPTokenizer"],
+                "tokenizer_2": ["transformers", "T5TokenizerFast"],
+                "transformer": ["diffusers", "FluxTransformer2DModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+            },
+        )
 
 
 def build_dit() -> torch.nn.Module:
@@ -147,7 +136,3 @@ def build_t5_tokenizer():
     # 32, not T5-XXL's 512: the prompt sequence is what a tiny DiT spends its time on
     return T5TokenizerFast(vocab=vocab, extra_ids=0, model_max_length=T5_TINY_LENGTH)
 
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
