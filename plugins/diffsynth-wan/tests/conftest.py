@@ -11,9 +11,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path
 
 import pytest
-from diffsynth_wan import FAMILY
+from diffsynth_wan import FAMILY, plugin
 from diffsynth_wan.spec import I2V_REPO, NAME, T2V_REPO, TI2V_REPO
-from diffsynth_wan.tiny import write_preset
 
 from diffsynth.config import TrainConfig
 from diffsynth.types import RunContext
@@ -30,7 +29,7 @@ REPOS = {"t2v": (T2V_REPO, "tiny"), "i2v": (I2V_REPO, "tiny-i2v"), "ti2v": (TI2V
 def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
     for repo, preset in REPOS.values():
-        write_preset(preset, base / repo, 0)
+        plugin.init_model(preset, base / repo, 0)
     return base
 
 
@@ -47,9 +46,7 @@ def config(variant: str = "t2v") -> RunContext:
 
 
 def load(base: Path, variant: str):
-    from diffsynth_wan.pipeline import load as load_pipeline
-
-    return load_pipeline(model_files(base, variant), config(variant))
+    return plugin.load_pipeline(model_files(base, variant), config(variant))
 
 
 def clip_frames(num_frames: int = 5, size: int = 32) -> list:

@@ -11,8 +11,7 @@ import pytest
 import torch
 from conftest import config as train_config
 from conftest import model_files, resolve
-from diffsynth_wan import FAMILY
-from diffsynth_wan.pipeline import load as load_pipeline
+from diffsynth_wan import FAMILY, plugin
 from diffsynth_wan.spec import A14B_EXPERTS, A14B_REPO, CLIP_FILE, T5_FILE, VAE21_FILE, VAE22_FILE
 from safetensors.torch import load_file
 from test_contract import WanContract
@@ -75,8 +74,8 @@ def test_variant_sources_pick_one_expert(base, variant, expert):
 
 
 def test_both_experts_load_as_different_modules(base):
-    high = load_pipeline(model_files(base, "a14b-high"), train_config())
-    low = load_pipeline(model_files(base, "a14b-low"), train_config())
+    high = plugin.load_pipeline(model_files(base, "a14b-high"), train_config())
+    low = plugin.load_pipeline(model_files(base, "a14b-low"), train_config())
     assert high.mode == low.mode == "t2v" and high.text_len == low.text_len == 8  # the expert's own config.json
     assert high.vae.config.z_dim == 16 and not high.vae.config.is_residual
     assert high.dit is not low.dit

@@ -12,7 +12,6 @@ from conftest import REPOS, resolve
 from diffsynth_wan import FAMILY, plugin
 from diffsynth_wan.configs import dit_config
 from diffsynth_wan.spec import CLIP_FILE, T5_FILE, VAE21_FILE, VAE22_FILE
-from diffsynth_wan.tiny import write_preset
 
 from diffsynth.errors import UserError
 from diffsynth.models.checkpoints import identify
@@ -84,5 +83,5 @@ def test_seed_patterns_match(model_base):
 
 def test_unknown_preset_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="unknown preset"):
-        write_preset("huge", tmp_path, 0)
+        plugin.init_model("huge", tmp_path, 0)
     assert plugin._init_model_hook(family="flux", preset="tiny", directory=tmp_path, seed=0) is None

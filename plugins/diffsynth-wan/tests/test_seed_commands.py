@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import EXAMPLES
+from diffsynth_wan import plugin
 from diffsynth_wan.spec import A14B_BOUNDARY, A14B_REPO, I2V_REPO, TI2V_REPO
-from diffsynth_wan.tiny import write_preset
 from safetensors.torch import load_file
 
 from diffsynth.testing.cli import run_diffsynth
@@ -38,9 +38,9 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("seed")
     out = run_diffsynth("models", "init", "wan", "models/Wan-AI/Wan2.1-T2V-1.3B", "--preset", "tiny", cwd=root)
     assert out.returncode == 0, out.stderr
-    write_preset("tiny-i2v", root / "models" / I2V_REPO, 0)
-    write_preset("tiny-ti2v", root / "models" / TI2V_REPO, 0)
-    write_preset("tiny-a14b", root / "models" / A14B_REPO, 0)
+    plugin.init_model("tiny-i2v", root / "models" / I2V_REPO, 0)
+    plugin.init_model("tiny-ti2v", root / "models" / TI2V_REPO, 0)
+    plugin.init_model("tiny-a14b", root / "models" / A14B_REPO, 0)
     return root
 
 

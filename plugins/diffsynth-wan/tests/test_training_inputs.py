@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import clip_frames, config, load, sample
-from diffsynth_wan.inputs import encode_prompt, predict, preprocess
+from diffsynth_wan import plugin
+from diffsynth_wan.inputs import encode_prompt
 
 from diffsynth.errors import UserError
 from diffsynth.types import Sample
@@ -49,41 +50,39 @@ def test_modes_are_read_from_the_checkpoints(t2v, i2v, ti2v):
 
 def test_i2v_dit_without_input_image_is_a_user_error(model_base):
     from conftest import model_files
-    from diffsynth_wan.pipeline import load as load_pipeline
-
     with pytest.raises(UserError, match="--extra_inputs input_image"):
-        load_pipeline(model_files(model_base, "i2v"), config("t2v"))
+        plugin.load_pipeline(model_files(model_base, "i2v"), config("t2v"))
 
 
 def test_t2v_inputs_match_wan_pipeline(t2v):
     from diffusers import WanPipeline
 
-    inputs = preprocess(t2v, sample(), config())
+    inputs = plugin.preprocess_inputs(t2v, sample(), config())
     assert inputs.latents.shape == (1, 16, 2, 4, 4) and inputs.loss_mask is None
     pipe = WanPipeline(tokenizer=t2v.tokenizer, text_encoder=t2v.modules["text_encoder"], vae=t2v.vae,
                        scheduler=None, transformer=t2v.dit)  # fmt: skip
     embeds, _ = pipe.encode_prompt("a red circle sliding right", do_classifier_free_guidance=False, max_sequence_length=t2v.text_len)
     torch.testing.assert_close(inputs.conditioning.prompt_embeds, embeds)
     # an image column trains as a 1-frame clip
-    still = preprocess(t2v, Sample(0, {"image": clip_frames(1)[0], "prompt": "red"}), config())
+    still = plugin.preprocess_inputs(t2v, Sample(0, {"image": clip_frames(1)[0], "prompt": "red"}), config())
     assert still.latents.shape == (1, 16, 1, 4, 4)
     torch.testing.assert_close(still.latents[:, :, 0], inputs.latents[:, :, 0])  # causal VAE: frame 0 alone
 
 
 def test_i2v_condition_matches_wan_image_to_video_pipeline(i2v):
-    inputs = preprocess(i2v, sample(), config("i2v"))
+    inputs = plugin.preprocess_inputs(i2v, sample(), config("i2v"))
     cond = inputs.conditioning
     first = clip_frames()[0]
     _, condition = diffusers_i2v(i2v).prepare_latents(image_tensor(first), 1, 16, 32, 32, 5, torch.float32, "cpu")
     torch.testing.assert_close(cond.condition, condition)
     assert cond.condition.shape == (1, 20, 2, 4, 4)
     assert cond.image_embeds.shape == (1, 5, 80)  # CLIP penultimate layer: cls + 2x2 patches
-    flow = predict(i2v, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
+    flow = plugin.predict_flow(i2v, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
     assert flow.shape == inputs.latents.shape
 
 
 def test_ti2v_first_frame_is_given_and_out_of_the_loss(ti2v):
-    inputs = preprocess(ti2v, sample(), config("ti2v"))
+    inputs = plugin.preprocess_inputs(ti2v, sample(), config("ti2v"))
     cond = inputs.conditioning
     assert inputs.latents.shape == (1, 48, 2, 2, 2)  # 16x spatial VAE
     first = clip_frames()[0]
@@ -96,7 +95,8 @@ def test_ti2v_first_frame_is_given_and_out_of_the_loss(ti2v):
     other = noisy.clone()
     other[:, :, 0] = 100.0
     sigma = torch.tensor([0.7])
-    torch.testing.assert_close(predict(ti2v, inputs, noisy, sigma), predict(ti2v, inputs, other, sigma))
+    flows = [plugin.predict_flow(ti2v, inputs, latents, sigma) for latents in (noisy, other)]
+    torch.testing.assert_close(*flows)
 
 
 def test_prompt_embeds_are_zero_past_the_prompt(t2v):

@@ -1,6 +1,7 @@
-"""Training inputs as diffusers' WanPipeline / WanImageToVideoPipeline build them, and the DiT call
-they make: umT5 context, normalised VAE latents, I2V's CLIP feature + mask/first-frame condition,
-TI2V's first latent frame (with a per-token timestep of 0 there), timestep = sigma * 1000."""
+"""`Inputs` (the family's `preprocess_inputs` and `predict_flow`): training inputs as diffusers'
+WanPipeline / WanImageToVideoPipeline build them, and the DiT call they make: umT5 context,
+normalised VAE latents, I2V's CLIP feature + mask/first-frame condition, TI2V's first latent
+frame (with a per-token timestep of 0 there), timestep = sigma * 1000."""
 
 from __future__ import annotations
 
@@ -30,46 +31,52 @@ class WanConditioning:
     first_latent: torch.Tensor | None = None  # (B, C, 1, h, w) the given first frame (TI2V)
 
 
-def preprocess(pipe: WanModules, sample: Sample, context: RunContext) -> TrainingInputs:
-    patch = pipe.dit.config.patch_size[1] if "dit" in pipe.modules else 2  # no DiT: the encoder cache; every Wan patches 2x2
-    frames = _frames(sample, multiple=pipe.vae.config.scale_factor_spatial * patch)
-    latents = encode_video(pipe, frames)
-    cond = WanConditioning(prompt_embeds=encode_prompt(pipe, sample.prompt))
-    mask = None
-    # a 1-frame clip (a still image) given its own first frame would leave nothing to learn: train it as T2V
-    if pipe.mode == "i2v" or (pipe.mode == "ti2v" and len(frames) > 1):
-        image = _input_image(sample, frames)
-        if pipe.mode == "i2v":
-            cond.condition = i2v_condition(pipe, image, len(frames))
-            if "image_encoder" in pipe.modules:
-                cond.image_embeds = encode_clip_image(pipe, image)
-        else:  # ti2v: the first latent frame is given, so it is not denoised and not in the loss
-            cond.first_latent = encode_video(pipe, [image])
-            mask = torch.ones_like(latents)
-            mask[:, :, 0] = 0
-    return TrainingInputs(latents=latents, conditioning=cond, loss_mask=mask)
+class Inputs:
+    """The family's training inputs and DiT call, as diffusers' Wan pipelines make them."""
 
+    def preprocess_inputs(self, pipeline: WanModules, sample: Sample, context: RunContext) -> TrainingInputs:
+        # no DiT: the encoder cache; every Wan patches 2x2
+        patch = pipeline.dit.config.patch_size[1] if "dit" in pipeline.modules else 2
+        frames = _frames(sample, multiple=pipeline.vae.config.scale_factor_spatial * patch)
+        latents = encode_video(pipeline, frames)
+        cond = WanConditioning(prompt_embeds=encode_prompt(pipeline, sample.prompt))
+        mask = None
+        # a 1-frame clip (a still image) given its own first frame would leave nothing to learn: train it as T2V
+        if pipeline.mode == "i2v" or (pipeline.mode == "ti2v" and len(frames) > 1):
+            image = _input_image(sample, frames)
+            if pipeline.mode == "i2v":
+                cond.condition = i2v_condition(pipeline, image, len(frames))
+                if "image_encoder" in pipeline.modules:
+                    cond.image_embeds = encode_clip_image(pipeline, image)
+            else:  # ti2v: the first latent frame is given, so it is not denoised and not in the loss
+                cond.first_latent = encode_video(pipeline, [image])
+                mask = torch.ones_like(latents)
+                mask[:, :, 0] = 0
+        return TrainingInputs(latents=latents, conditioning=cond, loss_mask=mask)
 
-def predict(pipe: WanModules, inputs: TrainingInputs, noisy: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """The DiT's flow prediction in the latents' (B, C, T, h, w) layout."""
-    cond: WanConditioning = inputs.conditioning
-    dit = pipe.dit
-    hidden = noisy.to(pipe.device, pipe.dtype)
-    timestep = sigmas.to(hidden) * pipe.schedule.num_train_timesteps
-    if cond.first_latent is not None:
-        hidden = torch.cat([cond.first_latent.to(hidden).expand(hidden.shape[0], -1, -1, -1, -1), hidden[:, :, 1:]], 2)
-        timestep = token_timesteps(hidden.shape, dit.config.patch_size, timestep)
-    if cond.condition is not None:
-        hidden = torch.cat([hidden, cond.condition.to(hidden).expand(hidden.shape[0], -1, -1, -1, -1)], dim=1)
-    batch = noisy.shape[0]
-    out = dit(
-        hidden_states=hidden,
-        timestep=timestep,
-        encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
-        encoder_hidden_states_image=None if cond.image_embeds is None else cond.image_embeds.to(hidden).expand(batch, -1, -1),
-        return_dict=False,
-    )[0]
-    return out.to(noisy.dtype)
+    def predict_flow(
+        self, pipeline: WanModules, inputs: TrainingInputs, noisy_latents: torch.Tensor, sigmas: torch.Tensor
+    ) -> torch.Tensor:
+        """The DiT's flow prediction in the latents' (B, C, T, h, w) layout."""
+        cond: WanConditioning = inputs.conditioning
+        dit = pipeline.dit
+        hidden = noisy_latents.to(pipeline.device, pipeline.dtype)
+        timestep = sigmas.to(hidden) * pipeline.schedule.num_train_timesteps
+        batch = noisy_latents.shape[0]
+        if cond.first_latent is not None:
+            hidden = torch.cat([cond.first_latent.to(hidden).expand(batch, -1, -1, -1, -1), hidden[:, :, 1:]], 2)
+            timestep = token_timesteps(hidden.shape, dit.config.patch_size, timestep)
+        if cond.condition is not None:
+            hidden = torch.cat([hidden, cond.condition.to(hidden).expand(batch, -1, -1, -1, -1)], dim=1)
+        image = None if cond.image_embeds is None else cond.image_embeds.to(hidden).expand(batch, -1, -1)
+        out = dit(
+            hidden_states=hidden,
+            timestep=timestep,
+            encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
+            encoder_hidden_states_image=image,
+            return_dict=False,
+        )[0]
+        return out.to(noisy_latents.dtype)
 
 
 def token_timesteps(shape: torch.Size, patch: tuple[int, int, int], timestep: torch.Tensor) -> torch.Tensor:

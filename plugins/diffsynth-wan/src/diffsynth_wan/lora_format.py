@@ -11,14 +11,26 @@ Format: `diffusion_model.<original module>.lora_A.weight`, `.lora_B.weight` and 
 
 from __future__ import annotations
 
-import torch
+from typing import ClassVar
+
+from diffsynth.plugin import LoraKeyFormat
+
+from .convert import State, dit_name_to_original
 
 
+class LoraFormat:
+    """The family's LoRA key format (written) and `normalize_lora_state_dict` (read)."""
 
-def normalize(state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, torch.Tensor]:
-    """A Wan LoRA with original names (ours, ComfyUI's, musubi-tuner's `diffusion_model.blocks.N.self_attn.q`),
-    kohya spellings or diffusers names -> diffusers `WanTransformer3DModel` names, through
-    diffusers' own Wan converter (which folds alpha/rank into the weights)."""
-    from diffusers import WanPipeline
+    # original names: ComfyUI maps only those for Wan; diffusers converts them
+    lora_key_format: ClassVar[LoraKeyFormat] = LoraKeyFormat(
+        rename=dit_name_to_original, description="diffusion_model.<original Wan module>.lora_A/lora_B.weight + .alpha"
+    )
 
-    return dict(WanPipeline.lora_state_dict(dict(state_dict)))
+    def normalize_lora_state_dict(self, state_dict: State, metadata: dict[str, str]) -> State:
+        """A Wan LoRA with original names (ours, ComfyUI's, musubi-tuner's
+        `diffusion_model.blocks.N.self_attn.q`), kohya spellings or diffusers names -> diffusers
+        `WanTransformer3DModel` names, through diffusers' own Wan converter (which folds alpha/rank
+        into the weights)."""
+        from diffusers import WanPipeline
+
+        return dict(WanPipeline.lora_state_dict(dict(state_dict)))

@@ -1,4 +1,5 @@
-"""`load_pipeline`: Wan modules from original-format (or diffusers-format) checkpoints."""
+"""Wan modules from original-format (or diffusers-format) checkpoints (`Loading`, the family's
+`load_pipeline`)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,8 @@ from typing import Any
 
 import torch
 
-from diffsynth.plugin import (
-    CheckpointGroup,
-    FamilyPipeline,
-    FlowMatchSchedule,
-    ModelFiles,
-    RunContext,
-    UserError,
-    build_module,
-    load_state_dict,
-)
+from diffsynth.plugin import CheckpointGroup, FamilyPipeline, FlowMatchSchedule, ModelFiles, RunContext, UserError
+from diffsynth.plugin import build_module, load_state_dict
 
 from . import configs, convert
 
@@ -38,45 +31,40 @@ class WanModules(FamilyPipeline):
     mode: str = "t2v"
     text_len: int = 512
 
-    @property
-    def dit(self) -> torch.nn.Module:
-        return self.modules["dit"]
 
-    @property
-    def vae(self) -> torch.nn.Module:
-        return self.modules["vae"]
+class Loading:
+    """The family's `load_pipeline`: the modules and tokenizer from identified files."""
 
+    def load_pipeline(self, models: ModelFiles, context: RunContext) -> WanModules:
+        encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
+        dtype = context.torch_dtype
+        check_expert_order(models)
+        loaders = {
+            "dit": load_dit, "dit_2": load_dit, "text_encoder": load_text_encoder, "vae": load_vae,
+            "image_encoder": load_image_encoder,
+        }  # fmt: skip
+        modules = {name: loaders[name](models.components[name], dtype) for name in loaders if name in models.components}
+        input_image = "input_image" in context.extra_inputs
+        if "dit" in modules and "vae" in modules:
+            mode = detect_mode(modules, input_image)
+            if mode == "i2v" and modules["dit"].config.image_dim is not None and "image_encoder" not in modules:
+                raise UserError(
+                    f"this Wan I2V DiT takes CLIP image features: add {convert_hint()} to the model sources"
+                )
+        elif "vae" in modules:  # the encoder cache, without the DiT: the VAE tells I2V (Wan2.1) from TI2V (Wan2.2)
+            mode = ("ti2v" if modules["vae"].config.is_residual else "i2v") if input_image else "t2v"
+        else:  # training from the encoder cache: the mode only shaped the cached inputs
+            mode = "t2v"
+        from transformers import AutoTokenizer
 
-def load(models: ModelFiles, context: RunContext) -> WanModules:
-    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
-    if models.tokenizer_path is None and encodes_text:
-        raise UserError("wan needs the umT5 tokenizer: pass --tokenizer_path (e.g. Wan-AI/Wan2.1-T2V-1.3B:google/umt5-xxl/)")
-    dtype = context.torch_dtype
-    check_expert_order(models)
-    loaders = {
-        "dit": load_dit, "dit_2": load_dit, "text_encoder": load_text_encoder, "vae": load_vae,
-        "image_encoder": load_image_encoder,
-    }  # fmt: skip
-    modules = {name: load(models.components[name], dtype) for name, load in loaders.items() if name in models.components}
-    input_image = "input_image" in context.extra_inputs
-    if "dit" in modules and "vae" in modules:
-        mode = detect_mode(modules, input_image)
-        if mode == "i2v" and modules["dit"].config.image_dim is not None and "image_encoder" not in modules:
-            raise UserError(f"this Wan I2V DiT takes CLIP image features: add {convert_hint()} to the model sources")
-    elif "vae" in modules:  # the encoder cache, without the DiT: the VAE tells I2V (Wan2.1) from TI2V (Wan2.2)
-        mode = ("ti2v" if modules["vae"].config.is_residual else "i2v") if input_image else "t2v"
-    else:  # training from the encoder cache: the mode only shaped the cached inputs
-        mode = "t2v"
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(models.tokenizer_path)) if encodes_text else None
-    dit_group = models.components.get("dit")
-    text_len = ((dit_group.sibling_config() if dit_group else None) or {}).get("text_len", 512)
-    experts = expert_ranges(mode) if "dit_2" in modules else {}
-    return WanModules(
-        modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, mode=mode, text_len=text_len,
-        experts=experts,
-    )  # fmt: skip
+        tokenizer = AutoTokenizer.from_pretrained(str(models.tokenizer_path)) if encodes_text else None
+        dit_group = models.components.get("dit")
+        text_len = ((dit_group.sibling_config() if dit_group else None) or {}).get("text_len", 512)
+        experts = expert_ranges(mode) if "dit_2" in modules else {}
+        return WanModules(
+            modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, mode=mode, text_len=text_len,
+            experts=experts,
+        )  # fmt: skip
 
 
 def boundary_ratio(mode: str) -> float:

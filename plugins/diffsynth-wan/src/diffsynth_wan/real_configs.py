@@ -1,4 +1,5 @@
-"""The real Wan modules' configs (no download needed) and `plan_pipeline`'s meta builder.
+"""The real Wan modules' configs (no download needed) and the family's `plan_pipeline` (`Planning`),
+which builds them on the meta device.
 
 Sources (diffusers' WanTransformer3DModel arguments):
 - DiTs: the original repos' configs (Wan2.1 `wan/configs/wan_t2v_14B.py`, `wan_t2v_1_3B.py`,
@@ -47,32 +48,38 @@ CLIP = dict(
 TEXT_LEN = 512
 
 
-def plan_pipeline(variant: str | None, context):
-    """Real-size dit, umT5 and VAE (+ CLIP for I2V) of `variant` (default t2v = Wan2.1-T2V-1.3B;
-    `t2v-14b` = Wan2.1-T2V-14B, plan only) on the meta device; the tiny umT5 tokenizer (the
-    pipeline pads the prompt to 512 tokens whatever it is)."""
-    from diffusers import AutoencoderKLWan, WanTransformer3DModel
-    from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+class Planning:
+    """The family's `plan_pipeline`."""
 
-    from diffsynth.plan.meta import empty_module
-    from diffsynth.plugin import UserError
+    def plan_pipeline(self, variant: str | None, context):
+        """Real-size dit, umT5 and VAE (+ CLIP for I2V) of `variant` (default t2v = Wan2.1-T2V-1.3B;
+        `t2v-14b` = Wan2.1-T2V-14B, plan only) on the meta device; the tiny umT5 tokenizer (the
+        pipeline pads the prompt to 512 tokens whatever it is)."""
+        from diffusers import AutoencoderKLWan, WanTransformer3DModel
+        from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
-    from .configs import VAE22_LATENTS_MEAN, VAE22_LATENTS_STD
-    from .pipeline import SCHEDULE, WanModules, detect_mode
-    from .tiny import build_tokenizer
+        from diffsynth.plan.meta import empty_module
+        from diffsynth.plugin import UserError
 
-    variant = variant or "t2v"
-    if variant not in DITS:
-        raise UserError(f"wan plan: unknown variant {variant!r} ({', '.join(DITS)})")
-    dtype = context.torch_dtype
-    dit_cfg = dict(DIT_COMMON, **DITS[variant])
-    vae_cfg = dict(VAE22, latents_mean=VAE22_LATENTS_MEAN, latents_std=VAE22_LATENTS_STD) if variant == "ti2v" else VAE21
-    modules = {
-        "dit": empty_module(lambda: WanTransformer3DModel(**dit_cfg), dtype),
-        "text_encoder": empty_module(lambda: UMT5EncoderModel(UMT5Config(**UMT5)), dtype),
-        "vae": empty_module(lambda: AutoencoderKLWan(**vae_cfg), dtype),
-    }
-    if variant == "i2v":
-        modules["image_encoder"] = empty_module(lambda: CLIPVisionModel(CLIPVisionConfig(**CLIP)), dtype)
-    mode = detect_mode(modules, "input_image" in context.extra_inputs)
-    return WanModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=build_tokenizer(), mode=mode, text_len=TEXT_LEN)
+        from .configs import VAE22_LATENTS_MEAN, VAE22_LATENTS_STD
+        from .pipeline import SCHEDULE, WanModules, detect_mode
+        from .tiny import build_tokenizer
+
+        variant = variant or "t2v"
+        if variant not in DITS:
+            raise UserError(f"wan plan: unknown variant {variant!r} ({', '.join(DITS)})")
+        dtype = context.torch_dtype
+        dit_cfg = dict(DIT_COMMON, **DITS[variant])
+        vae22 = dict(VAE22, latents_mean=VAE22_LATENTS_MEAN, latents_std=VAE22_LATENTS_STD)
+        vae_cfg = vae22 if variant == "ti2v" else VAE21
+        modules = {
+            "dit": empty_module(lambda: WanTransformer3DModel(**dit_cfg), dtype),
+            "text_encoder": empty_module(lambda: UMT5EncoderModel(UMT5Config(**UMT5)), dtype),
+            "vae": empty_module(lambda: AutoencoderKLWan(**vae_cfg), dtype),
+        }
+        if variant == "i2v":
+            modules["image_encoder"] = empty_module(lambda: CLIPVisionModel(CLIPVisionConfig(**CLIP)), dtype)
+        mode = detect_mode(modules, "input_image" in context.extra_inputs)
+        return WanModules(
+            modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=build_tokenizer(), mode=mode, text_len=TEXT_LEN
+        )

@@ -1,18 +1,11 @@
-"""`sample_images`: diffusers' WanPipeline (text-to-video) or WanImageToVideoPipeline (Wan2.1
+"""`Sampling` (the family's `sample_images`): diffusers' WanPipeline (text-to-video) or WanImageToVideoPipeline (Wan2.1
 I2V with its CLIP image encoder, Wan2.2 TI2V-5B given a first frame) built around the modules
 `load_pipeline` loaded, LoRA files applied with its own `load_lora_weights`, called as a
 diffusers user would, with the scheduler of the Wan-AI *-Diffusers repos."""
 
 from __future__ import annotations
 
-from diffsynth.plugin import (
-    RunContext,
-    SampleRequest,
-    SampleResult,
-    UserError,
-    generate_each_prompt,
-    without_defaults,
-)
+from diffsynth.plugin import RunContext, SampleRequest, SampleResult, UserError, generate_each_prompt, without_defaults
 
 from .inputs import CLIP_MEAN, CLIP_STD
 from .pipeline import WanModules, boundary_ratio
@@ -66,29 +59,30 @@ def diffusers_pipeline(pipe: WanModules, image_to_video: bool):
     return WanImageToVideoPipeline(image_processor=processor, image_encoder=encoder, **common)
 
 
-def sample(pipe: WanModules, request: SampleRequest, context: RunContext) -> SampleResult:
-    images = request.inputs.get(INPUT) or []
-    if len(images) > 1:
-        raise UserError(f"--{INPUT}: Wan takes one first frame")
-    unknown = sorted(set(request.inputs) - {INPUT})
-    if unknown:
-        raise UserError(f"wan takes no {', '.join('--' + u for u in unknown)} (extra input: --{INPUT})")
-    if request.guidance is not None:
-        raise UserError("--guidance: Wan has no embedded guidance; use --cfg_scale")
-    if pipe.mode == "i2v" and not images:
-        raise UserError(f"this is an image-to-video Wan DiT: pass --{INPUT}")
-    if images and pipe.mode not in ("i2v", "ti2v"):
-        raise UserError(f"--{INPUT} needs an image-to-video Wan (Wan2.1 I2V, or Wan2.2 TI2V-5B with --variant ti2v)")
-    dp = diffusers_pipeline(pipe, image_to_video=bool(images))
-    kwargs = dict(max_sequence_length=pipe.text_len, output_type="np")
-    kwargs.update(without_defaults({
-        "height": request.height, "width": request.width, "num_frames": request.num_frames,
-        "num_inference_steps": request.steps, "guidance_scale": request.cfg_scale, "negative_prompt": request.negative_prompt,
-    }))  # fmt: skip
-    if images:
-        kwargs["image"] = images[0]
-    frames = generate_each_prompt(dp, request, kwargs, lambda out: out.frames[0], lambda p: prompt_arguments(dp, p, kwargs))
-    return SampleResult(frames=frames, fps=FPS[generation(pipe)])
+class Sampling:
+    """The family's `sample_images`."""
+
+    def sample_images(self, pipeline: WanModules, request: SampleRequest, context: RunContext) -> SampleResult:
+        images = request.inputs.get(INPUT) or []  # the core refuses other inputs and a second frame
+        if request.guidance is not None:
+            raise UserError("--guidance: Wan has no embedded guidance; use --cfg_scale")
+        if pipeline.mode == "i2v" and not images:
+            raise UserError(f"this is an image-to-video Wan DiT: pass --{INPUT}")
+        if images and pipeline.mode not in ("i2v", "ti2v"):
+            raise UserError(
+                f"--{INPUT} needs an image-to-video Wan (Wan2.1 I2V, or Wan2.2 TI2V-5B with --variant ti2v)"
+            )
+        dp = diffusers_pipeline(pipeline, image_to_video=bool(images))
+        kwargs = dict(max_sequence_length=pipeline.text_len, output_type="np")
+        kwargs.update(without_defaults({
+            "height": request.height, "width": request.width, "num_frames": request.num_frames,
+            "num_inference_steps": request.steps, "guidance_scale": request.cfg_scale, "negative_prompt": request.negative_prompt,
+        }))  # fmt: skip
+        if images:
+            kwargs["image"] = images[0]
+        arguments = lambda p: prompt_arguments(dp, p, kwargs)
+        frames = generate_each_prompt(dp, request, kwargs, lambda out: out.frames[0], arguments)
+        return SampleResult(frames=frames, fps=FPS[generation(pipeline)])
 
 
 def prompt_arguments(dp, prompt: str, kwargs: dict) -> dict:

@@ -6,15 +6,8 @@ the checkpoint holds (DiT input channels 16 / 36 / 48, image-embedding keys), ne
 
 from __future__ import annotations
 
-from diffsynth.plugin import CheckpointHeader
-from diffsynth.plugin import (
-    ComponentSpec,
-    ExpertSpec,
-    ExtraInputSpec,
-    FamilySpec,
-    PresetSpec,
-    VariantSpec,
-)
+from diffsynth.plugin import CheckpointHeader, ComponentSpec, ExpertSpec, ExtraInputSpec, FamilySpec
+from diffsynth.plugin import PresetSpec, VariantSpec
 
 NAME = "wan"
 T2V_REPO = "Wan-AI/Wan2.1-T2V-1.3B"
@@ -94,7 +87,9 @@ FAMILY = FamilySpec(
     description="Wan 2.1 / 2.2 video DiT: text-to-video, image-to-video, TI2V-5B, A14B experts.",
     components=(
         ComponentSpec("dit", "Video DiT denoiser", is_dit, "diffusers.WanTransformer3DModel"),
-        ComponentSpec("text_encoder", "umT5-XXL text encoder", is_text_encoder, "transformers.UMT5EncoderModel"),
+        ComponentSpec(
+            "text_encoder", "umT5-XXL text encoder", is_text_encoder, "transformers.UMT5EncoderModel", tokenized=True
+        ),
         ComponentSpec("vae", "Causal 3-D video autoencoder (16 or 48 channels)", is_vae, "diffusers.AutoencoderKLWan"),
         ComponentSpec(
             "image_encoder", "CLIP ViT-H/14 visual tower (Wan2.1 I2V only)", is_image_encoder,
@@ -135,6 +130,7 @@ FAMILY = FamilySpec(
             "first latent frame (TI2V-5B). An image column, else the video's first frame",
             "i2v",
             column_required=False,  # DiffSynth's rule: without the column, the video's first frame
+            max_images=1,  # one first frame
         ),
     ),
     presets=(

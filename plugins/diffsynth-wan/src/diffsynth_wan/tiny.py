@@ -10,13 +10,12 @@ Wan2.2's `WanModel.from_pretrained(checkpoint_dir, subfolder=...)` and diffusers
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from diffsynth.plugin import UserError, calibration_images
+from diffsynth.plugin import UserError, calibration_images, write_json
 
 from . import convert
 from .spec import A14B_EXPERTS, CLIP_FILE, T5_FILE, VAE21_FILE, VAE22_FILE
@@ -55,32 +54,36 @@ PRESETS = {
 }
 
 
-def write_preset(name: str, directory: Path, seed: int = 0) -> None:
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r} for wan (choose from: {', '.join(PRESETS)})")
-    preset = PRESETS[name]
-    directory.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    tokenizer = build_tokenizer()
-    tokenizer.save_pretrained(directory / "google" / "umt5-xxl")
-    if preset.experts:
-        for expert in preset.experts:  # built one after the other: different random weights
-            (directory / expert).mkdir(exist_ok=True)
-            write_dit(directory / expert, build_dit(preset), preset)
-        (directory / "configuration.json").write_text('{"framework": "Pytorch", "task": "text-to-video"}\n')
-    else:
-        write_dit(directory, build_dit(preset), preset)
-    torch.save(convert.t5_to_original(build_t5(len(tokenizer)).state_dict()), directory / T5_FILE)
-    vae = build_vae(preset.latent)
-    vae_file = VAE22_FILE if preset.latent == 48 else VAE21_FILE
-    torch.save(convert.vae_to_original(vae.state_dict(), residual=preset.latent == 48), directory / vae_file)
-    if preset.image_encoder:
-        state = convert.clip_to_original(build_clip().state_dict())
-        # the file holds the whole XLMRobertaCLIP (Wan's wan/modules/clip.py): the visual tower's
-        # projection `visual.head` (dim x embed_dim), `log_scale` and the text tower, all unused here
-        state["visual.head"] = torch.randn(CLIP_DIM, TEXT_DIM) / CLIP_DIM**0.5
-        state["log_scale"] = torch.tensor(4.6052)
-        torch.save(state, directory / CLIP_FILE)
+class Presets:
+    """The family's `init_model`."""
+
+    def init_model(self, preset: str, directory: Path, seed: int = 0) -> None:
+        """Write `preset` into `directory` (created if needed)."""
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r} for wan (choose from: {', '.join(PRESETS)})")
+        layout = PRESETS[preset]
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(seed)
+        tokenizer = build_tokenizer()
+        tokenizer.save_pretrained(directory / "google" / "umt5-xxl")
+        if layout.experts:
+            for expert in layout.experts:  # built one after the other: different random weights
+                (directory / expert).mkdir(exist_ok=True)
+                write_dit(directory / expert, build_dit(layout), layout)
+            write_json(directory / "configuration.json", {"framework": "Pytorch", "task": "text-to-video"})
+        else:
+            write_dit(directory, build_dit(layout), layout)
+        torch.save(convert.t5_to_original(build_t5(len(tokenizer)).state_dict()), directory / T5_FILE)
+        vae = build_vae(layout.latent)
+        vae_file = VAE22_FILE if layout.latent == 48 else VAE21_FILE
+        torch.save(convert.vae_to_original(vae.state_dict(), residual=layout.latent == 48), directory / vae_file)
+        if layout.image_encoder:
+            state = convert.clip_to_original(build_clip().state_dict())
+            # the file holds the whole XLMRobertaCLIP (Wan's wan/modules/clip.py): the visual tower's
+            # projection `visual.head` (dim x embed_dim), `log_scale` and the text tower, all unused here
+            state["visual.head"] = torch.randn(CLIP_DIM, TEXT_DIM) / CLIP_DIM**0.5
+            state["log_scale"] = torch.tensor(4.6052)
+            torch.save(state, directory / CLIP_FILE)
 
 
 def build_dit(preset: Preset) -> torch.nn.Module:
@@ -102,7 +105,7 @@ def write_dit(directory: Path, dit: torch.nn.Module, preset: Preset) -> None:
         "ffn_dim": cfg.ffn_dim, "freq_dim": cfg.freq_dim, "out_dim": cfg.out_channels,
         "num_heads": cfg.num_attention_heads, "num_layers": cfg.num_layers, "eps": cfg.eps,
     }  # fmt: skip
-    (directory / "config.json").write_text(json.dumps(root, indent=2) + "\n")
+    write_json(directory / "config.json", root)
     if not preset.sharded:
         save_file(state, str(directory / "diffusion_pytorch_model.safetensors"), metadata={"format": "pt"})
         return
@@ -120,7 +123,7 @@ def write_dit(directory: Path, dit: torch.nn.Module, preset: Preset) -> None:
         save_file(shard, str(directory / name), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(shard, name))
     index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in state.values())}, "weight_map": weight_map}
-    (directory / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    write_json(directory / "diffusion_pytorch_model.safetensors.index.json", index)
 
 
 def build_t5(vocab_size: int) -> torch.nn.Module:
