@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
 from typing import Any, Mapping
 
 import torch
 
-from diffsynth.plugin import UserError
-from diffsynth.plugin import CheckpointGroup
+from diffsynth.plugin import CheckpointGroup, UserError
+
+from .original_format import block_count
 
 # FLUX.1's vae/config.json: the latent normalisation `ae.safetensors` itself does not store.
 FLUX_VAE_SCALING = 0.3611
 FLUX_VAE_SHIFT = 0.1159
 #: safetensors metadata keys a (tiny) `ae.safetensors` may use to carry its own normalisation
 VAE_METADATA_KEYS = ("scaling_factor", "shift_factor")
-
-
-def _count(keys, prefix: str) -> int:
-    found = {int(m.group(1)) for k in keys if (m := re.match(rf"{re.escape(prefix)}\.(\d+)\.", k))}
-    return max(found) + 1 if found else 0
 
 
 def rope_axes(head_dim: int) -> tuple[int, int, int]:
@@ -48,8 +43,8 @@ def dit_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
         patch_size=1,  # FLUX packs 2x2 latent patches before the DiT: x_embedder sees 64 channels
         in_channels=in_channels,
         out_channels=None if state["proj_out.weight"].shape[0] == in_channels else state["proj_out.weight"].shape[0],
-        num_layers=_count(state, "transformer_blocks"),
-        num_single_layers=_count(state, "single_transformer_blocks"),
+        num_layers=block_count(state, "transformer_blocks"),
+        num_single_layers=block_count(state, "single_transformer_blocks"),
         attention_head_dim=head_dim,
         num_attention_heads=inner // head_dim,
         joint_attention_dim=state["context_embedder.weight"].shape[1],
@@ -67,7 +62,7 @@ def vae_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
     found = group.sibling_config()
     if found and found.get("_class_name") == "AutoencoderKL":
         return _init_args(AutoencoderKL, found)
-    levels = _count(state, "encoder.down_blocks")
+    levels = block_count(state, "encoder.down_blocks")
     widths = [state[f"encoder.down_blocks.{i}.resnets.0.conv1.weight"].shape[0] for i in range(levels)]
     meta = group.header.metadata
     return dict(
@@ -76,7 +71,7 @@ def vae_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
         down_block_types=["DownEncoderBlock2D"] * levels,
         up_block_types=["UpDecoderBlock2D"] * levels,
         block_out_channels=widths,
-        layers_per_block=_count(state, "encoder.down_blocks.0.resnets"),
+        layers_per_block=block_count(state, "encoder.down_blocks.0.resnets"),
         latent_channels=state["encoder.conv_out.weight"].shape[0] // 2,  # mean and log-variance
         norm_num_groups=math.gcd(32, *widths),  # 32 for the real widths; group count is not in the weights
         sample_size=1024,

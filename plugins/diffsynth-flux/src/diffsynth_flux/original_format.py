@@ -72,7 +72,8 @@ def is_original_transformer(keys) -> bool:
     return "img_in.weight" in keys and "x_embedder.weight" not in keys
 
 
-def _count(keys, prefix: str) -> int:
+def block_count(keys, prefix: str) -> int:
+    """How many numbered blocks `prefix.N.` the keys hold (0 if none)."""
     found = {int(m.group(1)) for k in keys if (m := re.match(rf"{re.escape(prefix)}\.(\d+)\.", k))}
     return max(found) + 1 if found else 0
 
@@ -86,7 +87,7 @@ def transformer_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.
     """BFL keys -> diffusers keys. Widths come from `img_in` (the model width), not constants."""
     state = {k.removeprefix("model.diffusion_model."): v for k, v in state.items()}  # ComfyUI's saved prefix
     width = state["img_in.weight"].shape[0]
-    rules = transformer_rules(_count(state, "double_blocks"), _count(state, "single_blocks"), "guidance_in.in_layer.weight" in state)
+    rules = transformer_rules(block_count(state, "double_blocks"), block_count(state, "single_blocks"), "guidance_in.in_layer.weight" in state)
     missing = [r.original for r in rules if r.original not in state]
     if missing:
         raise UserError(f"BFL FLUX checkpoint lacks {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
@@ -107,8 +108,8 @@ def transformer_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.
 def transformer_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """diffusers keys -> BFL keys (what `flux1-dev.safetensors` holds)."""
     rules = transformer_rules(
-        _count(state, "transformer_blocks"),
-        _count(state, "single_transformer_blocks"),
+        block_count(state, "transformer_blocks"),
+        block_count(state, "single_transformer_blocks"),
         "time_text_embed.guidance_embedder.linear_1.weight" in state,
     )
     out = {}
@@ -120,44 +121,51 @@ def transformer_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.T
 
 # --- autoencoder: LDM names (ae.safetensors) <-> diffusers AutoencoderKL -----------------------
 
+# (LDM name, diffusers name) of each autoencoder tensor group; fields: `{up}` a decoder level (LDM
+# counts from the lowest resolution, diffusers from the highest), `{mid}` a mid-block resnet (from 1
+# in LDM, from 0 in diffusers), `{attn}` a mid-block attention layer (_ATTN's names); `{rest}`, `{i}`,
+# `{j}` and `{coder}` (encoder or decoder) are the same on both sides.
+_VAE_NAMES = (
+    ("encoder.down.{i}.block.{j}.{rest}", "encoder.down_blocks.{i}.resnets.{j}.{rest}"),
+    ("decoder.up.{up}.block.{j}.{rest}", "decoder.up_blocks.{up}.resnets.{j}.{rest}"),
+    ("encoder.down.{i}.downsample.conv.{rest}", "encoder.down_blocks.{i}.downsamplers.0.conv.{rest}"),
+    ("decoder.up.{up}.upsample.conv.{rest}", "decoder.up_blocks.{up}.upsamplers.0.conv.{rest}"),
+    ("{coder}.mid.block_{mid}.{rest}", "{coder}.mid_block.resnets.{mid}.{rest}"),
+    ("{coder}.mid.attn_1.{attn}.{rest}", "{coder}.mid_block.attentions.0.{attn}.{rest}"),
+    ("{coder}.norm_out.{rest}", "{coder}.conv_norm_out.{rest}"),
+)
 _ATTN = {"norm": "group_norm", "q": "to_q", "k": "to_k", "v": "to_v", "proj_out": "to_out.0"}
+_SHORTCUT = ("nin_shortcut", "conv_shortcut")  # anywhere in a resnet's names
 
 
-def _vae_key_to_diffusers(key: str, levels: int) -> str:
-    key = key.replace("nin_shortcut", "conv_shortcut")
-    if m := re.fullmatch(r"encoder\.down\.(\d+)\.block\.(\d+)\.(.+)", key):
-        return f"encoder.down_blocks.{m[1]}.resnets.{m[2]}.{m[3]}"
-    if m := re.fullmatch(r"decoder\.up\.(\d+)\.block\.(\d+)\.(.+)", key):
-        return f"decoder.up_blocks.{levels - 1 - int(m[1])}.resnets.{m[2]}.{m[3]}"
-    if m := re.fullmatch(r"encoder\.down\.(\d+)\.downsample\.conv\.(.+)", key):
-        return f"encoder.down_blocks.{m[1]}.downsamplers.0.conv.{m[2]}"
-    if m := re.fullmatch(r"decoder\.up\.(\d+)\.upsample\.conv\.(.+)", key):
-        return f"decoder.up_blocks.{levels - 1 - int(m[1])}.upsamplers.0.conv.{m[2]}"
-    if m := re.fullmatch(r"(encoder|decoder)\.mid\.block_(\d)\.(.+)", key):
-        return f"{m[1]}.mid_block.resnets.{int(m[2]) - 1}.{m[3]}"
-    if m := re.fullmatch(r"(encoder|decoder)\.mid\.attn_1\.(norm|q|k|v|proj_out)\.(.+)", key):
-        return f"{m[1]}.mid_block.attentions.0.{_ATTN[m[2]]}.{m[3]}"
-    if m := re.fullmatch(r"(encoder|decoder)\.norm_out\.(.+)", key):
-        return f"{m[1]}.conv_norm_out.{m[2]}"
-    return key
+def _vae_pattern(template: str, attn_names) -> re.Pattern[str]:
+    number = r"\d+"
+    fields = {"coder": "encoder|decoder", "attn": "|".join(map(re.escape, attn_names)), "rest": ".+"}
+    parts = re.split(r"\{(\w+)\}", template)  # literal, field, literal, ...
+    return re.compile("".join(re.escape(p) if n % 2 == 0 else f"(?P<{p}>{fields.get(p, number)})" for n, p in enumerate(parts)))
 
 
-def _vae_key_to_original(key: str, levels: int) -> str:
-    if m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
-        key = f"encoder.down.{m[1]}.block.{m[2]}.{m[3]}"
-    elif m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
-        key = f"decoder.up.{levels - 1 - int(m[1])}.block.{m[2]}.{m[3]}"
-    elif m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
-        key = f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
-    elif m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
-        key = f"decoder.up.{levels - 1 - int(m[1])}.upsample.conv.{m[2]}"
-    elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d)\.(.+)", key):
-        key = f"{m[1]}.mid.block_{int(m[2]) + 1}.{m[3]}"
-    elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)\.(.+)", key):
-        key = f"{m[1]}.mid.attn_1.{ {v: k for k, v in _ATTN.items()}[m[2]] }.{m[3]}"
-    elif m := re.fullmatch(r"(encoder|decoder)\.conv_norm_out\.(.+)", key):
-        key = f"{m[1]}.norm_out.{m[2]}"
-    return key.replace("conv_shortcut", "nin_shortcut")
+# direction (to diffusers?) -> (pattern of a source name, target template) per group
+_VAE_RULES = {
+    True: [(_vae_pattern(original, _ATTN), diffusers) for original, diffusers in _VAE_NAMES],
+    False: [(_vae_pattern(diffusers, _ATTN.values()), original) for original, diffusers in _VAE_NAMES],
+}
+
+
+def _vae_key(key: str, levels: int, to_diffusers: bool) -> str:
+    """One autoencoder key renamed from LDM to diffusers names (or back)."""
+    attn = _ATTN if to_diffusers else {v: k for k, v in _ATTN.items()}
+    convert = {
+        "up": lambda v: str(levels - 1 - int(v)),
+        "mid": lambda v: str(int(v) - 1 if to_diffusers else int(v) + 1),
+        "attn": attn.__getitem__,
+    }
+    for pattern, target in _VAE_RULES[to_diffusers]:
+        if m := pattern.fullmatch(key):
+            key = target.format(**{k: convert.get(k, str)(v) for k, v in m.groupdict().items()})
+            break
+    old, new = _SHORTCUT if to_diffusers else _SHORTCUT[::-1]
+    return key.replace(old, new)
 
 
 def _is_attn_matrix(original_key: str) -> bool:
@@ -170,19 +178,19 @@ def is_original_vae(keys) -> bool:
 
 
 def vae_to_diffusers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    levels = _count(state, "encoder.down")
+    levels = block_count(state, "encoder.down")
     out = {}
     for key, tensor in state.items():
         if _is_attn_matrix(key) and tensor.dim() == 4:
             tensor = tensor[:, :, 0, 0]
-        out[_vae_key_to_diffusers(key, levels)] = tensor
+        out[_vae_key(key, levels, to_diffusers=True)] = tensor
     return out
 
 
 def vae_to_original(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    levels = _count(state, "encoder.down_blocks")
+    levels = block_count(state, "encoder.down_blocks")
     out = {}
     for key, tensor in state.items():
-        original = _vae_key_to_original(key, levels)
+        original = _vae_key(key, levels, to_diffusers=False)
         out[original] = tensor[:, :, None, None].contiguous() if _is_attn_matrix(original) else tensor.contiguous()
     return out
