@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from diffsynth_qwen_image import FAMILY
+from diffsynth_qwen_image import FAMILY, plugin
 from diffsynth_qwen_image.spec import NAME
-from diffsynth_qwen_image.tiny import write_preset
 from PIL import Image
 
 from diffsynth.config import TrainConfig
@@ -37,7 +36,7 @@ REPOS = {
 def model_base(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("models")
     for repo, preset in REPOS.items():
-        write_preset(preset, base / repo, 0)
+        plugin.init_model(preset, base / repo, 0)
     return base
 
 

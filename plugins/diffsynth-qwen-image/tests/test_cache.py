@@ -34,9 +34,9 @@ def command(data: Path, output: str = "./out") -> list[str]:
 
 
 def init(root: Path, seed: int = 0) -> None:
-    from diffsynth_qwen_image.tiny import write_preset
+    from diffsynth_qwen_image import plugin
 
-    write_preset("tiny", root / "models" / "Qwen" / "Qwen-Image", seed)
+    plugin.init_model("tiny", root / "models" / "Qwen" / "Qwen-Image", seed)
 
 
 @pytest.fixture()

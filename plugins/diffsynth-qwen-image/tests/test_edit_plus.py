@@ -10,10 +10,9 @@ import json
 import pytest
 import torch
 from conftest import config, image, model_files, resolve
-from diffsynth_qwen_image import FAMILY
+from diffsynth_qwen_image import FAMILY, plugin
 from diffsynth_qwen_image.configs import infer_dit_config, is_edit_plus
-from diffsynth_qwen_image.inputs import predict, preprocess, resize_edit_image, unpack
-from diffsynth_qwen_image.pipeline import load
+from diffsynth_qwen_image.inputs import resize_edit_image, unpack
 
 from diffsynth.models.checkpoints import identify
 from diffsynth.types import ModelFiles, Sample
@@ -22,7 +21,7 @@ PROMPT = "put the cat from picture 1 on the sofa of picture 2"
 
 
 def loaded(model_base, variant: str, **flags):
-    pipe = load(model_files(model_base, variant), config(edit=True, **flags))
+    pipe = plugin.load_pipeline(model_files(model_base, variant), config(edit=True, **flags))
     pipe.dtype, pipe.device = torch.float32, torch.device("cpu")  # what the core sets after loading
     return pipe
 
@@ -85,7 +84,7 @@ def test_edit_plus_inputs_match_qwen_image_edit_plus_pipeline(plus):
     assert plus.edit_plus and not plus.dit.config.zero_cond_t
     refs = references()
     with torch.no_grad():
-        inputs = preprocess(plus, edit_sample(refs), config(edit=True))
+        inputs = plugin.preprocess_inputs(plus, edit_sample(refs), config(edit=True))
     cond = inputs.conditioning
     ref = plus_pipeline(plus)
     with torch.no_grad():
@@ -106,7 +105,7 @@ def test_edit_plus_inputs_match_qwen_image_edit_plus_pipeline(plus):
 
     noisy = torch.randn_like(inputs.latents)
     with torch.no_grad():
-        flow = predict(plus, inputs, noisy, torch.tensor([0.3]))
+        flow = plugin.predict_flow(plus, inputs, noisy, torch.tensor([0.3]))
         full = ref.transformer(
             hidden_states=torch.cat([noisy, cond.edit_latents], 1), timestep=torch.tensor([0.3]),
             encoder_hidden_states=embeds, encoder_hidden_states_mask=None,
@@ -121,15 +120,15 @@ def test_one_reference_on_edit_plus_and_a_list_on_edit(model_base, plus):
     ref = plus_pipeline(plus)
     single = image(1, 48, 32)
     with torch.no_grad():
-        inputs = preprocess(plus, edit_sample(single), config(edit=True))
+        inputs = plugin.preprocess_inputs(plus, edit_sample(single), config(edit=True))
         expected, _ = ref.encode_prompt(PROMPT, image=[diffusers_condition(ref, single)], device="cpu")
     torch.testing.assert_close(inputs.conditioning.prompt_embeds, expected)
 
     edit = loaded(model_base, "edit")
     assert not edit.edit_plus
     with torch.no_grad():
-        as_list = preprocess(edit, edit_sample([single]), config(edit=True)).conditioning.prompt_embeds
-        as_image = preprocess(edit, edit_sample(single), config(edit=True)).conditioning.prompt_embeds
+        as_list = plugin.preprocess_inputs(edit, edit_sample([single]), config(edit=True)).conditioning.prompt_embeds
+        as_image = plugin.preprocess_inputs(edit, edit_sample(single), config(edit=True)).conditioning.prompt_embeds
         ours, _ = plus_pipeline(edit).encode_prompt(PROMPT, image=[diffusers_condition(ref, single)], device="cpu")
     torch.testing.assert_close(as_list, ours)
     assert as_image.shape != as_list.shape or not torch.allclose(as_image, as_list)
@@ -143,10 +142,10 @@ def test_zero_cond_t_from_the_2511_config_or_the_flag(model_base, plus):
     flagged = loaded(model_base, "edit-2509", zero_cond_t=True)
     assert flagged.dit.config.zero_cond_t and all(b.zero_cond_t for b in flagged.dit.transformer_blocks)
     with torch.no_grad():
-        inputs = preprocess(plus, edit_sample(references()), config(edit=True))
+        inputs = plugin.preprocess_inputs(plus, edit_sample(references()), config(edit=True))
         noisy = torch.randn_like(inputs.latents)
         sigma = torch.tensor([0.6])
-        off, on = predict(plus, inputs, noisy, sigma), predict(flagged, inputs, noisy, sigma)
+        off, on = plugin.predict_flow(plus, inputs, noisy, sigma), plugin.predict_flow(flagged, inputs, noisy, sigma)
         assert not torch.allclose(off, on, atol=1e-5)
         cond = inputs.conditioning
         zero_all = plus.dit(
@@ -164,12 +163,16 @@ def test_a_batch_predicts_as_its_samples_and_unequal_references_are_refused(mode
 
     pipe = loaded(model_base, "edit-2511")
     with torch.no_grad():
-        a, b = (preprocess(pipe, edit_sample(references()[:1] + [image(s, 32, 64)]), config(edit=True)) for s in (3, 4))
+        a, b = (
+            plugin.preprocess_inputs(pipe, edit_sample(references()[:1] + [image(s, 32, 64)]), config(edit=True))
+            for s in (3, 4)
+        )
         batch = stack_inputs([a, b])
         noisy, sigmas = torch.randn_like(batch.latents), torch.tensor([0.2, 0.7])
-        flow = predict(pipe, batch, noisy, sigmas)
+        flow = plugin.predict_flow(pipe, batch, noisy, sigmas)
         for i, one in enumerate((a, b)):
-            torch.testing.assert_close(flow[i : i + 1], predict(pipe, one, noisy[i : i + 1], sigmas[i : i + 1]), atol=1e-5, rtol=1e-4)
-        other = preprocess(pipe, edit_sample(references()[:1]), config(edit=True))
+            alone = plugin.predict_flow(pipe, one, noisy[i : i + 1], sigmas[i : i + 1])
+            torch.testing.assert_close(flow[i : i + 1], alone, atol=1e-5, rtol=1e-4)
+        other = plugin.preprocess_inputs(pipe, edit_sample(references()[:1]), config(edit=True))
     with pytest.raises(UserError, match=r"samples differ in conditioning.edit_shapes .*--batch_size 1"):
         stack_inputs([a, other])

@@ -10,7 +10,6 @@ import pytest
 from conftest import resolve
 from diffsynth_qwen_image import FAMILY, plugin
 from diffsynth_qwen_image.configs import infer_dit_config
-from diffsynth_qwen_image.tiny import write_preset
 
 from diffsynth.errors import UserError
 from diffsynth.models.checkpoints import identify
@@ -79,10 +78,10 @@ def test_inferred_dit_config_equals_config_json(model_base, tiny_dir):
 
 
 def test_init_is_deterministic_and_checks_preset(tmp_path):
-    write_preset("tiny", tmp_path / "a", 3)
-    write_preset("tiny", tmp_path / "b", 3)
+    plugin.init_model("tiny", tmp_path / "a", 3)
+    plugin.init_model("tiny", tmp_path / "b", 3)
     for f in (tmp_path / "a").rglob("*.safetensors"):
         assert f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes()
     with pytest.raises(UserError, match="tiny-edit"):
-        write_preset("huge", tmp_path / "c", 0)
+        plugin.init_model("huge", tmp_path / "c", 0)
     assert plugin._init_model_hook(family="flux", preset="tiny", directory=tmp_path / "d", seed=0) is None

@@ -52,13 +52,16 @@ def test_load_pipeline(t2i):
 
 
 def test_missing_tokenizer_is_a_user_error(model_base):
-    from diffsynth_qwen_image.pipeline import load
+    from diffsynth.plugins import load_registry
+    from diffsynth.training.family_hooks import FamilyHooks
 
     files = model_files(model_base, "qwen-image")
-    with pytest.raises(UserError, match="--tokenizer_path"):
-        load(ModelFiles(files.components), config())
+    core = FamilyHooks(load_registry(), diffsynth_qwen_image.FAMILY)  # the core checks the tokenizer folder
+    with pytest.raises(UserError, match="its text_encoder needs a tokenizer folder: pass --tokenizer_path"):
+        core.load_pipeline(ModelFiles(files.components), config())
     with pytest.raises(UserError, match="--processor_path"):
-        load(ModelFiles(files.components, tokenizer_path=files.tokenizer_path), config(edit=True))
+        no_processor = ModelFiles(files.components, tokenizer_path=files.tokenizer_path)
+        diffsynth_qwen_image.plugin.load_pipeline(no_processor, config(edit=True))
 
 
 def test_t2i_inputs_and_flow(hooks, t2i, tiny_dir):

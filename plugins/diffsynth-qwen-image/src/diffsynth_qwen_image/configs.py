@@ -1,23 +1,26 @@
-"""Module configs for checkpoints: the sibling config.json when there is one, else inferred from
-the tensor shapes in the header; plus the text encoder's saved -> in-memory key layout."""
+"""Module configs for checkpoints: the sibling config.json when there is one, else each component's
+fallback (the DiT's and VAE's inferred from the tensor shapes in the header; the text encoder has
+none); plus the text encoder's saved -> in-memory key layout."""
 
 from __future__ import annotations
 
 import inspect
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from diffsynth.plugin import UserError
-from diffsynth.plugin import CheckpointHeader
-from diffsynth.plugin import CheckpointGroup, ModelFiles
+from diffsynth.plugin import CheckpointGroup, CheckpointHeader, ModelFiles, UserError
+
+
+def _sibling_or(group: CheckpointGroup, fallback: Callable[[CheckpointGroup], dict[str, Any]]) -> dict[str, Any]:
+    """The config.json next to `group`'s files (a repo folder), else `fallback(group)` (a bare file)."""
+    return group.sibling_config() or fallback(group)
 
 
 def dit_config(group: CheckpointGroup) -> dict[str, Any]:
     from diffusers import QwenImageTransformer2DModel
 
-    found = group.sibling_config()
-    return _init_args(QwenImageTransformer2DModel, found) if found else infer_dit_config(group.header)
+    return _init_args(QwenImageTransformer2DModel, _sibling_or(group, lambda g: infer_dit_config(g.header)))
 
 
 def infer_dit_config(header: CheckpointHeader) -> dict[str, Any]:
@@ -80,27 +83,30 @@ def is_edit_plus(models: ModelFiles, zero_cond_t: bool) -> bool:
 def vae_config(group: CheckpointGroup) -> dict[str, Any]:
     from diffusers import AutoencoderKLQwenImage
 
-    found = group.sibling_config()
-    if found:
-        return _init_args(AutoencoderKLQwenImage, found)
-    # The real topology (dim_mult, res blocks, latents mean/std) with the widths read off the weights.
-    header = group.header
+    return _init_args(AutoencoderKLQwenImage, _sibling_or(group, _vae_widths))
+
+
+def _vae_widths(group: CheckpointGroup) -> dict[str, Any]:
+    """The real topology (AutoencoderKLQwenImage's defaults: dim_mult, res blocks, latents
+    mean/std) with the widths read off the weights."""
     return dict(
-        base_dim=header.shape("encoder.conv_in.weight")[0],
-        z_dim=header.shape("post_quant_conv.weight")[0],
+        base_dim=group.header.shape("encoder.conv_in.weight")[0],
+        z_dim=group.header.shape("post_quant_conv.weight")[0],
     )
 
 
 def text_encoder_config(group: CheckpointGroup):
     from transformers import Qwen2_5_VLConfig
 
-    found = group.sibling_config()
-    if not found:
-        raise UserError(
-            f"{group.source}: no config.json next to the Qwen2.5-VL text encoder; "
-            "use the repo's text_encoder/ folder (model*.safetensors + config.json)"
-        )
-    return Qwen2_5_VLConfig.from_dict(found)
+    return Qwen2_5_VLConfig.from_dict(_sibling_or(group, _text_encoder_needs_its_config))
+
+
+def _text_encoder_needs_its_config(group: CheckpointGroup) -> dict[str, Any]:
+    """Qwen2.5-VL's many settings cannot be read off the weights."""
+    raise UserError(
+        f"{group.source}: no config.json next to the Qwen2.5-VL text encoder; "
+        "use the repo's text_encoder/ folder (model*.safetensors + config.json)"
+    )
 
 
 def text_encoder_keys(state: dict) -> dict:

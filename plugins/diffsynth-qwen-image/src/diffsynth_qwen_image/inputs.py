@@ -46,46 +46,51 @@ class QwenImageConditioning:
         return [[self.image_shape, *self.edit_shapes]] * batch
 
 
-def preprocess(pipe: QwenImageModules, sample: Sample, context: RunContext) -> TrainingInputs:
-    image = _field_image(sample, "image")
-    latents = encode_image(pipe, image)
-    image_shape = (1, latents.shape[-2] // PATCH, latents.shape[-1] // PATCH)
-    if "edit_image" not in context.extra_inputs:
-        embeds, mask = encode_prompt(pipe, sample.prompt)
-        return TrainingInputs(latents=pack(latents), conditioning=QwenImageConditioning(embeds, mask, image_shape))
-    references = _field_images(sample, "edit_image")
-    plus = pipe.edit_plus or isinstance(sample.fields["edit_image"], list)
-    vae_images = [resize_edit_image(r, image.width * image.height) for r in references]
-    if plus:  # QwenImageEditPlusPipeline: each reference at 384^2 for the text encoder
-        embeds, mask = encode_prompt_edit_plus(pipe, sample.prompt, [resize_edit_image(r, CONDITION_IMAGE_SIZE) for r in references])
-    else:
-        embeds, mask = encode_prompt_edit(pipe, sample.prompt, vae_images[0])
-    encoded = [encode_image(pipe, v) for v in vae_images]
-    conditioning = QwenImageConditioning(
-        embeds, mask, image_shape,
-        edit_latents=torch.cat([pack(e) for e in encoded], dim=1),
-        edit_shapes=tuple((1, e.shape[-2] // PATCH, e.shape[-1] // PATCH) for e in encoded),
-    )  # fmt: skip
-    return TrainingInputs(latents=pack(latents), conditioning=conditioning)
+class Training:
+    """The family's training inputs and DiT call, as diffusers' Qwen-Image pipelines make them."""
 
+    def preprocess_inputs(self, pipeline: QwenImageModules, sample: Sample, context: RunContext) -> TrainingInputs:
+        image = _field_image(sample, "image")
+        latents = encode_image(pipeline, image)
+        image_shape = (1, latents.shape[-2] // PATCH, latents.shape[-1] // PATCH)
+        if "edit_image" not in context.extra_inputs:
+            embeds, mask = encode_prompt(pipeline, sample.prompt)
+            return TrainingInputs(latents=pack(latents), conditioning=QwenImageConditioning(embeds, mask, image_shape))
+        references = _field_images(sample, "edit_image")
+        plus = pipeline.edit_plus or isinstance(sample.fields["edit_image"], list)
+        vae_images = [resize_edit_image(r, image.width * image.height) for r in references]
+        if plus:  # QwenImageEditPlusPipeline: each reference at 384^2 for the text encoder
+            conditions = [resize_edit_image(r, CONDITION_IMAGE_SIZE) for r in references]
+            embeds, mask = encode_prompt_edit_plus(pipeline, sample.prompt, conditions)
+        else:
+            embeds, mask = encode_prompt_edit(pipeline, sample.prompt, vae_images[0])
+        encoded = [encode_image(pipeline, v) for v in vae_images]
+        conditioning = QwenImageConditioning(
+            embeds, mask, image_shape,
+            edit_latents=torch.cat([pack(e) for e in encoded], dim=1),
+            edit_shapes=tuple((1, e.shape[-2] // PATCH, e.shape[-1] // PATCH) for e in encoded),
+        )  # fmt: skip
+        return TrainingInputs(latents=pack(latents), conditioning=conditioning)
 
-def predict(pipe: QwenImageModules, inputs: TrainingInputs, noisy: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """The DiT's flow prediction for the image tokens, in the packed (B, N, C*4) layout."""
-    cond: QwenImageConditioning = inputs.conditioning
-    dit = pipe.dit
-    hidden = noisy.to(pipe.device, pipe.dtype)
-    if cond.edit_latents is not None:  # Edit: clean edit-image tokens follow the noisy ones
-        hidden = torch.cat([hidden, cond.edit_latents.to(hidden)], dim=1)
-    mask = cond.prompt_mask.to(pipe.device)
-    out = dit(
-        hidden_states=hidden,
-        timestep=sigmas.to(hidden),  # the pipeline passes t / 1000 = sigma
-        encoder_hidden_states=cond.prompt_embeds.to(hidden),
-        encoder_hidden_states_mask=None if bool(mask.all()) else mask,  # the pipeline drops an all-ones mask
-        img_shapes=cond.img_shapes(noisy.shape[0]),
-        return_dict=False,
-    )[0]
-    return out[:, : noisy.shape[1]]
+    def predict_flow(
+        self, pipeline: QwenImageModules, inputs: TrainingInputs, noisy_latents: torch.Tensor, sigmas: torch.Tensor
+    ) -> torch.Tensor:
+        """The DiT's flow prediction for the image tokens, in the packed (B, N, C*4) layout."""
+        cond: QwenImageConditioning = inputs.conditioning
+        dit = pipeline.dit
+        hidden = noisy_latents.to(pipeline.device, pipeline.dtype)
+        if cond.edit_latents is not None:  # Edit: clean edit-image tokens follow the noisy ones
+            hidden = torch.cat([hidden, cond.edit_latents.to(hidden)], dim=1)
+        mask = cond.prompt_mask.to(pipeline.device)
+        out = dit(
+            hidden_states=hidden,
+            timestep=sigmas.to(hidden),  # the pipeline passes t / 1000 = sigma
+            encoder_hidden_states=cond.prompt_embeds.to(hidden),
+            encoder_hidden_states_mask=None if bool(mask.all()) else mask,  # the pipeline drops an all-ones mask
+            img_shapes=cond.img_shapes(noisy_latents.shape[0]),
+            return_dict=False,
+        )[0]
+        return out[:, : noisy_latents.shape[1]]
 
 
 def encode_image(pipe: QwenImageModules, image: Image.Image) -> torch.Tensor:

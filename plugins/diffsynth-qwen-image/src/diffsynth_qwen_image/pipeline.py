@@ -1,4 +1,4 @@
-"""`load_pipeline`: the Qwen-Image modules, tokenizer and (Edit) processor from identified files."""
+"""The Qwen-Image modules, tokenizer and (Edit) processor from identified files (`Loading`)."""
 
 from __future__ import annotations
 
@@ -25,47 +25,37 @@ class QwenImageModules(FamilyPipeline):
     #: Edit Plus (2509/2511): references shown as "Picture N:" at the pipeline's condition size.
     edit_plus: bool = False
 
-    @property
-    def dit(self) -> torch.nn.Module:
-        return self.modules["dit"]
 
-    @property
-    def text_encoder(self) -> torch.nn.Module:
-        return self.modules["text_encoder"]
+class Loading:
+    """The family's `load_pipeline`: the modules, tokenizer and (Edit) processor from identified files."""
 
-    @property
-    def vae(self) -> torch.nn.Module:
-        return self.modules["vae"]
+    def load_pipeline(self, models: ModelFiles, context: RunContext) -> QwenImageModules:
+        encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
+        edit = "edit_image" in context.extra_inputs and encodes_text
+        if edit and models.processor_path is None:
+            raise UserError(
+                "qwen-image with edit_image needs the Qwen2-VL processor: pass --processor_path "
+                "(e.g. Qwen/Qwen-Image-Edit:processor/)"
+            )
+        dtype = context.torch_dtype
+        zero_cond_t = bool(getattr(context.options, "zero_cond_t", False))
+        encoders = (("text_encoder", load_text_encoder), ("vae", load_vae))
+        modules = {name: load(models, dtype) for name, load in encoders if name in models.components}
+        if "dit" in models.components:
+            modules = {"dit": load_dit(models, dtype, zero_cond_t), **modules}
+            zero_cond_t = bool(modules["dit"].config.zero_cond_t)
+        from transformers import Qwen2Tokenizer
 
+        tokenizer = Qwen2Tokenizer.from_pretrained(str(models.tokenizer_path)) if encodes_text else None
+        processor = None
+        if edit:
+            from .processor import ImageTextProcessor
 
-def load(models: ModelFiles, context: RunContext) -> QwenImageModules:
-    encodes_text = "text_encoder" in models.components  # absent when training from the encoder cache
-    if models.tokenizer_path is None and encodes_text:
-        raise UserError("qwen-image needs the Qwen2 tokenizer: pass --tokenizer_path (e.g. Qwen/Qwen-Image:tokenizer/)")
-    edit = "edit_image" in context.extra_inputs and encodes_text
-    if edit and models.processor_path is None:
-        raise UserError(
-            "qwen-image with edit_image needs the Qwen2-VL processor: pass --processor_path "
-            "(e.g. Qwen/Qwen-Image-Edit:processor/)"
+            processor = ImageTextProcessor.load(models.processor_path)
+        return QwenImageModules(
+            modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, processor=processor,
+            edit_plus=edit and configs.is_edit_plus(models, zero_cond_t),
         )
-    dtype = context.torch_dtype
-    zero_cond_t = bool(getattr(context.options, "zero_cond_t", False))
-    modules = {name: load(models, dtype) for name, load in (("text_encoder", load_text_encoder), ("vae", load_vae)) if name in models.components}
-    if "dit" in models.components:
-        modules = {"dit": load_dit(models, dtype, zero_cond_t), **modules}
-        zero_cond_t = bool(modules["dit"].config.zero_cond_t)
-    from transformers import Qwen2Tokenizer
-
-    tokenizer = Qwen2Tokenizer.from_pretrained(str(models.tokenizer_path)) if encodes_text else None
-    processor = None
-    if edit:
-        from .processor import ImageTextProcessor
-
-        processor = ImageTextProcessor.load(models.processor_path)
-    return QwenImageModules(
-        modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=tokenizer, processor=processor,
-        edit_plus=edit and configs.is_edit_plus(models, zero_cond_t),
-    )
 
 
 def load_dit(models: ModelFiles, dtype: torch.dtype, zero_cond_t: bool = False) -> torch.nn.Module:

@@ -1,4 +1,5 @@
-"""The real Qwen-Image modules' configs (no download needed) and `plan_pipeline`'s meta builder.
+"""The real Qwen-Image modules' configs (no download needed) and `Planning`, the family's
+`plan_pipeline` (the modules on the meta device).
 
 Values are those of the real repos' config.json files:
 - transformer: Qwen/Qwen-Image transformer/config.json (the same numbers as
@@ -47,33 +48,36 @@ def _local_config(folder: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def plan_pipeline(variant: str | None, context):
-    """Real-size dit, text_encoder and vae on the meta device, the tiny tokenizer (offline: the
-    prompt's token count, not its ids, is what memory depends on)."""
-    from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+class Planning:
+    """The family's `plan_pipeline`."""
 
-    from diffsynth.plan.meta import empty_module
-    from diffsynth.plugin import UserError
+    def plan_pipeline(self, variant: str | None, context):
+        """Real-size dit, text_encoder and vae on the meta device, the tiny tokenizer (offline: the
+        prompt's token count, not its ids, is what memory depends on)."""
+        from diffusers import AutoencoderKLQwenImage, QwenImageTransformer2DModel
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from . import configs
-    from .pipeline import SCHEDULE, QwenImageModules
-    from .spec import FAMILY
-    from .tiny import build_tokenizer
+        from diffsynth.plan.meta import empty_module
+        from diffsynth.plugin import UserError
 
-    names = [v.name for v in FAMILY.variants]  # all have the real Qwen-Image sizes
-    if variant not in (None, *names):
-        raise UserError(f"qwen-image plan: unknown variant {variant!r} ({', '.join(names)})")
-    if "edit_image" in context.extra_inputs:
-        raise UserError("qwen-image plan: edit_image (the vision tower's input) is not planned yet")
-    dtype = context.torch_dtype
-    dit_cfg = configs._init_args(QwenImageTransformer2DModel, _local_config("transformer") or DIT)
-    vae_cfg = configs._init_args(AutoencoderKLQwenImage, _local_config("vae") or VAE)
-    found = _local_config("text_encoder")
-    text_cfg = Qwen2_5_VLConfig.from_dict(found) if found else Qwen2_5_VLConfig(text_config=TEXT, vision_config=VISION, **TOKEN_IDS)
-    modules = {
-        "dit": empty_module(lambda: QwenImageTransformer2DModel(**dit_cfg), dtype),
-        "text_encoder": empty_module(lambda: Qwen2_5_VLForConditionalGeneration(text_cfg), dtype),
-        "vae": empty_module(lambda: AutoencoderKLQwenImage(**vae_cfg), dtype),
-    }
-    return QwenImageModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=build_tokenizer())
+        from . import configs
+        from .pipeline import SCHEDULE, QwenImageModules
+        from .spec import FAMILY
+        from .tiny import build_tokenizer
+
+        names = [v.name for v in FAMILY.variants]  # all have the real Qwen-Image sizes
+        if variant not in (None, *names):
+            raise UserError(f"qwen-image plan: unknown variant {variant!r} ({', '.join(names)})")
+        if "edit_image" in context.extra_inputs:
+            raise UserError("qwen-image plan: edit_image (the vision tower's input) is not planned yet")
+        dtype = context.torch_dtype
+        dit_cfg = configs._init_args(QwenImageTransformer2DModel, _local_config("transformer") or DIT)
+        vae_cfg = configs._init_args(AutoencoderKLQwenImage, _local_config("vae") or VAE)
+        found = _local_config("text_encoder")
+        text_cfg = Qwen2_5_VLConfig.from_dict(found) if found else Qwen2_5_VLConfig(text_config=TEXT, vision_config=VISION, **TOKEN_IDS)
+        modules = {
+            "dit": empty_module(lambda: QwenImageTransformer2DModel(**dit_cfg), dtype),
+            "text_encoder": empty_module(lambda: Qwen2_5_VLForConditionalGeneration(text_cfg), dtype),
+            "vae": empty_module(lambda: AutoencoderKLQwenImage(**vae_cfg), dtype),
+        }
+        return QwenImageModules(modules=modules, schedule=SCHEDULE, denoiser="dit", tokenizer=build_tokenizer())

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from diffsynth.plugin import CheckpointHeader
-from diffsynth.plugin import (
-    ComponentSpec,
-    ExtraInputSpec,
-    FamilyOption,
-    FamilySpec,
-    PresetSpec,
-    VariantSpec,
-)
+from diffsynth.plugin import CheckpointHeader, ComponentSpec, ExtraInputSpec, FamilyOption
+from diffsynth.plugin import FamilySpec, PresetSpec, VariantSpec
 
 NAME = "qwen-image"
 BASE_REPO = "Qwen/Qwen-Image"
@@ -69,34 +62,15 @@ FAMILY = FamilySpec(
     components=(
         ComponentSpec("dit", "MMDiT denoiser", is_dit, "diffusers.QwenImageTransformer2DModel"),
         ComponentSpec(
-            "text_encoder",
-            "Qwen2.5-VL text (and, for Edit, vision) encoder",
-            is_text_encoder,
-            "transformers.Qwen2_5_VLForConditionalGeneration",
+            "text_encoder", "Qwen2.5-VL text (and, for Edit, vision) encoder", is_text_encoder,
+            "transformers.Qwen2_5_VLForConditionalGeneration", tokenized=True,
         ),
         ComponentSpec("vae", "Causal 3-D image autoencoder", is_vae, "diffusers.AutoencoderKLQwenImage"),
     ),
     variants=(
-        VariantSpec(
-            "qwen-image",
-            "Qwen-Image text-to-image",
-            model_sources=(
-                f"{BASE_REPO}:transformer/diffusion_pytorch_model*.safetensors",
-                f"{BASE_REPO}:text_encoder/model*.safetensors",
-                f"{BASE_REPO}:vae/diffusion_pytorch_model.safetensors",
-            ),
-            tokenizer_source=f"{BASE_REPO}:tokenizer/",
-        ),
-        VariantSpec(
-            "edit",
-            "Qwen-Image-Edit: the Edit transformer with the base text encoder and VAE",
-            model_sources=(
-                f"{EDIT_REPO}:transformer/diffusion_pytorch_model*.safetensors",
-                f"{BASE_REPO}:text_encoder/model*.safetensors",
-                f"{BASE_REPO}:vae/diffusion_pytorch_model.safetensors",
-            ),
-            tokenizer_source=f"{BASE_REPO}:tokenizer/",
-            processor_source=f"{EDIT_REPO}:processor/",
+        _dit_variant("qwen-image", "Qwen-Image text-to-image", BASE_REPO),
+        _dit_variant(
+            "edit", "Qwen-Image-Edit: the Edit transformer with the base text encoder and VAE", EDIT_REPO, edit=True
         ),
         _dit_variant("2512", "Qwen-Image-2512: the base architecture with new weights", BASE_2512_REPO),
         _dit_variant(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from diffsynth.plugin import UserError, calibration_images
+from diffsynth.plugin import UserError, calibration_images, write_json
 
 # Special tokens of the real Qwen2.5-VL tokenizer, in their real id order (151643...).
 SPECIAL_TOKENS = (
@@ -69,31 +69,34 @@ PRESETS = {
 SHARD_SIZE = "300KB"
 
 
-def write_preset(preset: str, directory: Path, seed: int = 0) -> None:
-    """Write `preset` into `directory` (created if needed)."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r} for qwen-image (choose from: {', '.join(PRESETS)})")
-    pipeline_class, dit_changes = PRESETS[preset]
-    edit = pipeline_class != "QwenImagePipeline"
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
-    torch.manual_seed(seed)
-    build_dit(**dit_changes).save_pretrained(directory / "transformer", max_shard_size=SHARD_SIZE)
-    build_text_encoder(tokenizer).save_pretrained(directory / "text_encoder", max_shard_size=SHARD_SIZE)
-    build_vae().save_pretrained(directory / "vae")
-    tokenizer.save_pretrained(directory / "tokenizer")
-    _write_json(directory / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
-    components = {
-        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        "text_encoder": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
-        "tokenizer": ["transformers", "Qwen2Tokenizer"],
-        "transformer": ["diffusers", "QwenImageTransformer2DModel"],
-        "vae": ["diffusers", "AutoencoderKLQwenImage"],
-    }
-    if edit:
-        write_processor(directory / "processor", tokenizer)
-        components["processor"] = ["transformers", "Qwen2VLProcessor"]
-    _write_json(directory / "model_index.json", {"_class_name": pipeline_class, **components})
+class Presets:
+    """The family's `init_model`."""
+
+    def init_model(self, preset: str, directory: Path, seed: int = 0) -> None:
+        """Write `preset` into `directory` (created if needed)."""
+        if preset not in PRESETS:
+            raise UserError(f"unknown preset {preset!r} for qwen-image (choose from: {', '.join(PRESETS)})")
+        pipeline_class, dit_changes = PRESETS[preset]
+        edit = pipeline_class != "QwenImagePipeline"
+        directory.mkdir(parents=True, exist_ok=True)
+        tokenizer = build_tokenizer()
+        torch.manual_seed(seed)
+        build_dit(**dit_changes).save_pretrained(directory / "transformer", max_shard_size=SHARD_SIZE)
+        build_text_encoder(tokenizer).save_pretrained(directory / "text_encoder", max_shard_size=SHARD_SIZE)
+        build_vae().save_pretrained(directory / "vae")
+        tokenizer.save_pretrained(directory / "tokenizer")
+        write_json(directory / "scheduler" / "scheduler_config.json", SCHEDULER_CONFIG)
+        components = {
+            "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+            "text_encoder": ["transformers", "Qwen2_5_VLForConditionalGeneration"],
+            "tokenizer": ["transformers", "Qwen2Tokenizer"],
+            "transformer": ["diffusers", "QwenImageTransformer2DModel"],
+            "vae": ["diffusers", "AutoencoderKLQwenImage"],
+        }
+        if edit:
+            write_processor(directory / "processor", tokenizer)
+            components["processor"] = ["transformers", "Qwen2VLProcessor"]
+        write_json(directory / "model_index.json", {"_class_name": pipeline_class, **components})
 
 
 def build_dit(**changes) -> torch.nn.Module:
@@ -168,8 +171,3 @@ def write_processor(directory: Path, tokenizer) -> None:
 
     Qwen2VLImageProcessorPil(**TINY_IMAGE_PROCESSOR).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")
