@@ -47,12 +47,17 @@ _DIT_TO_ORIGINAL = (
 )
 
 
+def _rename_parts(name: str, table: tuple[tuple[str, str], ...]) -> str:
+    """`name` with each `.old.` run of dotted parts replaced by `.new.`, in the table's order."""
+    s = f".{name}."
+    for old, new in table:
+        s = s.replace(old, new)
+    return s[1:-1]
+
+
 def dit_name_to_original(name: str) -> str:
     """`blocks.0.attn1.to_q.lora_A.weight` -> `blocks.0.self_attn.q.lora_A.weight` (keys or module names)."""
-    s = f".{name}."
-    for old, new in _DIT_TO_ORIGINAL:
-        s = s.replace(old, new)
-    s = s[1:-1]
+    s = _rename_parts(name, _DIT_TO_ORIGINAL)
     if s == "scale_shift_table":
         return "head.modulation"
     return re.sub(r"^(blocks\.\d+)\.scale_shift_table$", r"\1.modulation", s)
@@ -200,37 +205,42 @@ def t5_to_original(state: State) -> State:
 
 # --- CLIP visual tower -----------------------------------------------------------------------
 
-_CLIP_LAYER = (("norm1.", "layer_norm1."), ("norm2.", "layer_norm2."), ("attn.proj.", "self_attn.out_proj."),
-               ("mlp.0.", "mlp.fc1."), ("mlp.2.", "mlp.fc2."))  # fmt: skip
+# CLIPVisionModel name (below `vision_model.`) -> open-clip's (below `visual.`), renamed part by
+# part as the DiT's; the fused `attn.to_qkv` is split into / joined from q_proj, k_proj, v_proj.
+_CLIP_TO_ORIGINAL = (
+    (".embeddings.patch_embedding.", ".patch_embedding."),
+    (".embeddings.class_embedding.", ".cls_embedding."),
+    (".embeddings.position_embedding.weight.", ".pos_embedding."),
+    (".pre_layrnorm.", ".pre_norm."),
+    (".post_layernorm.", ".post_norm."),
+    (".encoder.layers.", ".transformer."),
+    (".layer_norm1.", ".norm1."),
+    (".layer_norm2.", ".norm2."),
+    (".self_attn.out_proj.", ".attn.proj."),
+    (".mlp.fc1.", ".mlp.0."),
+    (".mlp.fc2.", ".mlp.2."),
+)
+_CLIP_TO_MODULE = tuple((original, module) for module, original in _CLIP_TO_ORIGINAL)
+_QKV = ("q_proj", "k_proj", "v_proj")
+# open-clip keeps these with leading unit axes, (1, 1, D) and (1, N, D): the module's rank
+_CLIP_EMBEDDING_RANK = {"cls_embedding": 1, "pos_embedding": 2}
 
 
 def clip_to_module(state: State) -> State:
     """open-clip `visual.*` keys -> CLIPVisionModel keys (the text tower and head are dropped)."""
     out: State = {}
     for key, value in state.items():
-        if not key.startswith("visual."):
-            continue
-        k = key.removeprefix("visual.")
-        if k == "patch_embedding.weight":
-            out["vision_model.embeddings.patch_embedding.weight"] = value
-        elif k == "cls_embedding":
-            out["vision_model.embeddings.class_embedding"] = value.reshape(-1)
-        elif k == "pos_embedding":
-            out["vision_model.embeddings.position_embedding.weight"] = value.reshape(-1, value.shape[-1])
-        elif k.startswith("pre_norm."):
-            out["vision_model.pre_layrnorm." + k.removeprefix("pre_norm.")] = value
-        elif k.startswith("post_norm."):
-            out["vision_model.post_layernorm." + k.removeprefix("post_norm.")] = value
-        elif m := re.match(r"transformer\.(\d+)\.(.*)$", k):
-            layer, tail = f"vision_model.encoder.layers.{m.group(1)}.", m.group(2)
-            if tail.startswith("attn.to_qkv."):
-                kind = tail.removeprefix("attn.to_qkv.")
-                for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
-                    out[f"{layer}self_attn.{name}.{kind}"] = part
-                continue
-            for original, module in _CLIP_LAYER:
-                if tail.startswith(original):
-                    out[layer + module + tail.removeprefix(original)] = value
+        name = key.removeprefix("visual.")
+        renamed = _rename_parts(name, _CLIP_TO_MODULE)
+        if name == key or renamed == name:
+            continue  # the text tower, `log_scale`, the visual projection `head`
+        if ".attn.to_qkv." in renamed:
+            for proj, part in zip(_QKV, value.chunk(3, dim=0)):
+                out["vision_model." + renamed.replace(".attn.to_qkv.", f".self_attn.{proj}.")] = part
+        elif name in _CLIP_EMBEDDING_RANK:
+            out["vision_model." + renamed] = value.reshape(value.shape[-_CLIP_EMBEDDING_RANK[name] :])
+        else:
+            out["vision_model." + renamed] = value
     return out
 
 
@@ -239,23 +249,12 @@ def clip_to_original(state: State) -> State:
     state = {k.removeprefix("vision_model."): v for k, v in state.items()}
     out: State = {}
     for key, value in state.items():
-        if key == "embeddings.patch_embedding.weight":
-            out["visual.patch_embedding.weight"] = value
-        elif key == "embeddings.class_embedding":
-            out["visual.cls_embedding"] = value.reshape(1, 1, -1)
-        elif key == "embeddings.position_embedding.weight":
-            out["visual.pos_embedding"] = value[None]
-        elif key.startswith("pre_layrnorm."):
-            out["visual.pre_norm." + key.removeprefix("pre_layrnorm.")] = value
-        elif key.startswith("post_layernorm."):
-            out["visual.post_norm." + key.removeprefix("post_layernorm.")] = value
-        elif m := re.match(r"encoder\.layers\.(\d+)\.(.*)$", key):
-            layer, tail = f"visual.transformer.{m.group(1)}.", m.group(2)
-            if tail.startswith("self_attn.q_proj."):
-                kind = tail.removeprefix("self_attn.q_proj.")
-                qkv = [state[f"encoder.layers.{m.group(1)}.self_attn.{n}.{kind}"] for n in ("q_proj", "k_proj", "v_proj")]
-                out[f"{layer}attn.to_qkv.{kind}"] = torch.cat(qkv)
-            for original, module in _CLIP_LAYER:
-                if tail.startswith(module):
-                    out[layer + original + tail.removeprefix(module)] = value
+        name = _rename_parts(key, _CLIP_TO_ORIGINAL)
+        if name in _CLIP_EMBEDDING_RANK:
+            value = value.reshape((1,) * (3 - value.dim()) + tuple(value.shape))
+        elif ".self_attn.q_proj." in name:  # k_proj and v_proj join it
+            name = name.replace(".self_attn.q_proj.", ".attn.to_qkv.")
+            value = torch.cat([state[key.replace(".q_proj.", f".{proj}.")] for proj in _QKV])
+        if name != key and ".self_attn." not in name:
+            out["visual." + name] = value
     return out

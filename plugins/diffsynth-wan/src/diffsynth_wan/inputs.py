@@ -6,6 +6,7 @@ frame (with a per-token timestep of 0 there), timestep = sigma * 1000."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,25 @@ class WanConditioning:
     image_embeds: torch.Tensor | None = None  # (B, N, D_clip) CLIP penultimate layer (Wan2.1 I2V)
     condition: torch.Tensor | None = None  # (B, 4 + C, T, h, w) mask + first-frame latents (I2V)
     first_latent: torch.Tensor | None = None  # (B, C, 1, h, w) the given first frame (TI2V)
+
+    def dit_arguments(self, dit: torch.nn.Module, hidden: torch.Tensor, timestep: torch.Tensor) -> dict[str, Any]:
+        """The DiT's keyword arguments for noisy latents `hidden` (B, C, T, h, w) at `timestep` (B,):
+        TI2V's given first frame written in (at timestep 0: per-token timesteps), I2V's mask +
+        first-frame condition appended to the channels, the CLIP features when there are some."""
+        batch = hidden.shape[0]
+
+        def expand(t: torch.Tensor) -> torch.Tensor:
+            return t.to(hidden).expand(batch, *t.shape[1:])
+
+        if self.first_latent is not None:
+            hidden = torch.cat([expand(self.first_latent), hidden[:, :, 1:]], dim=2)
+            timestep = token_timesteps(hidden.shape, dit.config.patch_size, timestep)
+        if self.condition is not None:
+            hidden = torch.cat([hidden, expand(self.condition)], dim=1)
+        return dict(
+            hidden_states=hidden, timestep=timestep, encoder_hidden_states=expand(self.prompt_embeds),
+            encoder_hidden_states_image=None if self.image_embeds is None else expand(self.image_embeds),
+        )  # fmt: skip
 
 
 class Inputs:
@@ -58,25 +78,10 @@ class Inputs:
         self, pipeline: WanModules, inputs: TrainingInputs, noisy_latents: torch.Tensor, sigmas: torch.Tensor
     ) -> torch.Tensor:
         """The DiT's flow prediction in the latents' (B, C, T, h, w) layout."""
-        cond: WanConditioning = inputs.conditioning
-        dit = pipeline.dit
         hidden = noisy_latents.to(pipeline.device, pipeline.dtype)
-        timestep = sigmas.to(hidden) * pipeline.schedule.num_train_timesteps
-        batch = noisy_latents.shape[0]
-        if cond.first_latent is not None:
-            hidden = torch.cat([cond.first_latent.to(hidden).expand(batch, -1, -1, -1, -1), hidden[:, :, 1:]], 2)
-            timestep = token_timesteps(hidden.shape, dit.config.patch_size, timestep)
-        if cond.condition is not None:
-            hidden = torch.cat([hidden, cond.condition.to(hidden).expand(batch, -1, -1, -1, -1)], dim=1)
-        image = None if cond.image_embeds is None else cond.image_embeds.to(hidden).expand(batch, -1, -1)
-        out = dit(
-            hidden_states=hidden,
-            timestep=timestep,
-            encoder_hidden_states=cond.prompt_embeds.to(hidden).expand(batch, -1, -1),
-            encoder_hidden_states_image=image,
-            return_dict=False,
-        )[0]
-        return out.to(noisy_latents.dtype)
+        cond: WanConditioning = inputs.conditioning
+        arguments = cond.dit_arguments(pipeline.dit, hidden, sigmas.to(hidden) * pipeline.schedule.num_train_timesteps)
+        return pipeline.dit(**arguments, return_dict=False)[0].to(noisy_latents.dtype)
 
 
 def token_timesteps(shape: torch.Size, patch: tuple[int, int, int], timestep: torch.Tensor) -> torch.Tensor:
