@@ -42,6 +42,18 @@ FULL_MATRIX_ENV = "DIFFSYNTH_FULL_MATRIX"
 FROZEN = {"learning_rate": 1e-30, "weight_decay": 0.0, "max_steps": 1}
 
 
+def image_options(data: Path, edit_column: str | None = None) -> dict[str, Any]:
+    """A case's options for the repo's example pictures at `data` (examples/data), at most 4096
+    pixels each; with `edit_column`, its edit/ pairs, the reference picture read from that
+    column as the family's extra input."""
+    if edit_column is None:
+        return {"dataset_base_path": data, "max_pixels": 4096}
+    return {
+        "dataset_base_path": data / "edit", "max_pixels": 4096,
+        "data_file_keys": f"image,{edit_column}", "extra_inputs": edit_column,
+    }  # fmt: skip
+
+
 @dataclass(frozen=True)
 class MatrixCase:
     """One tiny preset of a family and the data it trains on."""

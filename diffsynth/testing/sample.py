@@ -4,9 +4,10 @@ what was written (PNG or MP4)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,29 @@ def train_tiny_lora(family: str, model_base: Path, workdir: Path, *flags: str, s
         "--save_steps", str(steps), "--output_path", out, *flags,
     )  # fmt: skip
     return out / f"step-{steps}.safetensors"
+
+
+def tiny_lora_fixture(family: str) -> Any:
+    """A module fixture `lora`: `train_tiny_lora(family, ...)` once for the test module.
+    In a test module: `lora = tiny_lora_fixture("<family>")`."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def lora(model_base, tmp_path_factory) -> Path:
+        return train_tiny_lora(family, model_base, tmp_path_factory.mktemp("lora"))
+
+    return lora
+
+
+def sampler(family: str, *size: str) -> Callable[..., np.ndarray]:
+    """`sample(model_base, cwd, name, *args, prompt="red")`: the pixels (read_frames) of
+    `diffsynth sample FAMILY --prompt PROMPT SIZE --output NAME ARGS`, run in `cwd`."""
+
+    def sample(model_base: Path, cwd: Path, name: str, *args: str | Path, prompt: str = "red") -> np.ndarray:
+        run_in_process(model_base, cwd, "sample", family, "--prompt", prompt, *size, "--output", name, *args)
+        return read_frames(cwd / name)
+
+    return sample
 
 
 def read_frames(path: Path) -> np.ndarray:

@@ -8,16 +8,10 @@ import os
 # One intra-op thread, set before torch loads: tiny models run much faster so on 2 shared cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from pathlib import Path
-
-import pytest
 from diffsynth_z_image import plugin
 from diffsynth_z_image.spec import BASE_REPO, TURBO_REPO
 
+from diffsynth.testing.fixtures import model_base_fixture
 
-@pytest.fixture(scope="session")
-def model_base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("models")
-    plugin.init_model("tiny", base / BASE_REPO, 0)
-    plugin.init_model("tiny-turbo", base / TURBO_REPO, 0)
-    return base
+
+model_base = model_base_fixture(plugin.init_model, {BASE_REPO: "tiny", TURBO_REPO: "tiny-turbo"})

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from diffsynth.testing.matrix import MatrixCase, OptionMatrix
+from diffsynth.testing.matrix import MatrixCase, OptionMatrix, image_options
 
 DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 
@@ -10,6 +10,6 @@ DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 class TestZImageOptions(OptionMatrix):
     family = "z-image"
     cases = (
-        MatrixCase("tiny", options={"dataset_base_path": DATA, "max_pixels": 4096}),
-        MatrixCase("tiny-turbo", variant="turbo", options={"dataset_base_path": DATA, "max_pixels": 4096}),
+        MatrixCase("tiny", options=image_options(DATA)),
+        MatrixCase("tiny-turbo", variant="turbo", options=image_options(DATA)),
     )

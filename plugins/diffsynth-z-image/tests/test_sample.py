@@ -7,14 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffsynth.testing.sample import read_frames, run_in_process, train_tiny_lora
+from diffsynth.testing.sample import sampler, train_tiny_lora
 
 SIZE = ("--height", "32", "--width", "48", "--steps", "2")
 
 
-def sample(model_base, cwd, name, *args, prompt="red"):
-    run_in_process(model_base, cwd, "sample", "z-image", "--prompt", prompt, *SIZE, "--output", name, *args)
-    return read_frames(cwd / name)
+sample = sampler("z-image", *SIZE)
 
 
 def test_the_asked_size_deterministic_and_a_lora_changes_it(model_base, tmp_path):

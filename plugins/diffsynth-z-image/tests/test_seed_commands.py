@@ -6,7 +6,6 @@ ZImagePipeline and changes its output."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffsynth.testing.sample import run_in_process
+from diffsynth.testing.seed import assert_finite_loss_log, assert_lora_trained, seed_train_command
 
 DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 TARGETS = "to_q,to_k,to_v,to_out.0,w1,w2,w3"
@@ -25,23 +25,9 @@ SOURCES = (
 
 
 def seed_lora_command(output: str, targets: str = TARGETS) -> list[str]:
-    return [
-        "train", "z-image",
-        "--dataset_base_path", str(DATA),
-        "--dataset_metadata_path", str(DATA / "metadata.csv"),
-        "--max_pixels", "4096",
-        "--dataset_repeat", "1",
-        "--model_id_with_origin_paths", SOURCES,
-        "--learning_rate", "1e-4",
-        "--num_epochs", "1",
-        "--remove_prefix_in_ckpt", "pipe.dit.",
-        "--output_path", output,
-        "--lora_base_model", "dit",
-        "--lora_target_modules", targets,
-        "--lora_rank", "32",
-        "--use_gradient_checkpointing",
-        "--dataset_num_workers", "0",
-    ]  # fmt: skip
+    return seed_train_command(
+        "z-image", output, SOURCES, DATA, targets=targets, extra=("--use_gradient_checkpointing", "--dataset_num_workers", "0")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +43,12 @@ def test_seed_lora_command_trains_and_loads_in_diffusers(workdir):
     run_in_process(workdir / "models", workdir, *seed_lora_command("./models/train/Z-Image_lora"))
     out = workdir / "models/train/Z-Image_lora"
     lora = load_file(out / "epoch-0.safetensors")
-    log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
-    assert len(log) == len((DATA / "metadata.jsonl").read_text().splitlines())
-    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert_finite_loss_log(out, rows=len((DATA / "metadata.jsonl").read_text().splitlines()))
     modules = {k.rsplit(".", 2)[0] for k in lora if k.endswith("lora_A.weight")}
     assert all(k.startswith("diffusion_model.") for k in lora)
     assert all(any(m.endswith("." + t) for m in modules) for t in TARGETS.split(","))  # every target wrapped
     assert any(m.startswith("diffusion_model.noise_refiner.") for m in modules)  # refiners too, as peft matches
-    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())  # it trained
+    assert_lora_trained(lora)  # it trained
 
     pipe = ZImagePipeline.from_pretrained(workdir / "models/Tongyi-MAI/Z-Image")
     x = [torch.randn(16, 1, 4, 4, generator=torch.Generator().manual_seed(0))]
