@@ -20,18 +20,13 @@ from PIL import Image
 
 from diffsynth.config import TrainConfig
 from diffsynth.testing.contract import offline_model_files
+from diffsynth.testing.fixtures import model_base_fixture, random_image
 from diffsynth.types import ModelFiles, RunContext, Sample
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def model_base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("models")
-    plugin.init_model("tiny", base / KLEIN_4B, 0)
-    plugin.init_model("tiny-base", base / KLEIN_BASE_4B, 0)
-    plugin.init_model("tiny-dev", base / DEV, 0)
-    return base
+model_base = model_base_fixture(plugin.init_model, {KLEIN_4B: "tiny", KLEIN_BASE_4B: "tiny-base", DEV: "tiny-dev"})
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +45,7 @@ def config(edit: bool = False, **options) -> RunContext:
     return RunContext.for_run(flags, FAMILY.options_value(options))
 
 
-def image(seed: int, width: int = 32, height: int = 32) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+image = random_image
 
 
 def sample(references: int = 0) -> Sample:

@@ -8,7 +8,7 @@ text encoder."""
 
 from pathlib import Path
 
-from diffsynth.testing.matrix import MatrixCase, OptionMatrix
+from diffsynth.testing.matrix import MatrixCase, OptionMatrix, image_options
 
 DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 
@@ -16,11 +16,8 @@ DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 class TestFlux2Options(OptionMatrix):
     family = "flux2"
     cases = (
-        MatrixCase("tiny", options={"dataset_base_path": DATA, "max_pixels": 4096}),
-        MatrixCase("tiny", name="tiny-edit", options={
-            "dataset_base_path": DATA / "edit", "max_pixels": 4096,
-            "data_file_keys": "image,edit_image", "extra_inputs": "edit_image",
-        }, components=("dit",), second_trained="text_encoder"),
-        MatrixCase("tiny-dev", variant="dev", options={"dataset_base_path": DATA, "max_pixels": 4096},
+        MatrixCase("tiny", options=image_options(DATA)),
+        MatrixCase("tiny", name="tiny-edit", options=image_options(DATA, "edit_image"), components=("dit",), second_trained="text_encoder"),
+        MatrixCase("tiny-dev", variant="dev", options=image_options(DATA),
                    components=("dit", "text_encoder")),
     )  # fmt: skip

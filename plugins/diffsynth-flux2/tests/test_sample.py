@@ -4,22 +4,15 @@ size, the same pixels twice, a trained LoRA changes them (scale 0 does not), ref
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from diffsynth.testing.sample import read_frames, run_in_process, train_tiny_lora
+from diffsynth.testing.sample import sampler, tiny_lora_fixture
 
 SIZE = ("--height", "32", "--width", "48", "--steps", "2")
 
 
-@pytest.fixture(scope="module")
-def lora(model_base, tmp_path_factory):
-    return train_tiny_lora("flux2", model_base, tmp_path_factory.mktemp("lora"))
-
-
-def sample(model_base, cwd, name, *args):
-    run_in_process(model_base, cwd, "sample", "flux2", "--prompt", "red", *SIZE, "--output", name, *args)
-    return read_frames(cwd / name)
+lora = tiny_lora_fixture("flux2")
+sample = sampler("flux2", *SIZE)
 
 
 def test_asked_size_same_pixels_twice_and_a_lora_changes_them(model_base, tmp_path, lora):

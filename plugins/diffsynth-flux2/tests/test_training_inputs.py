@@ -13,6 +13,7 @@ from diffsynth_flux2.spec import EDIT
 from diffsynth_flux2.tiny import TINY_MAX_LENGTH
 
 from diffsynth.errors import UserError
+from diffsynth.testing.tokens import predict_flow_seeing_lengths
 from diffsynth.types import Sample
 
 
@@ -55,13 +56,7 @@ def test_reference_images_are_the_pipelines_condition_tokens(pipe, diffusers_pip
     assert cond.image_ids.shape == (4 + 16 + 20, 4)
     torch.testing.assert_close(cond.image_ids[4:], ids[0])
     assert sorted(set(cond.image_ids[:, 0].tolist())) == [0, 10, 20]
-    seen = []
-    hook = pipe.dit.x_embedder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
-    try:
-        with torch.no_grad():
-            out = plugin.predict_flow(pipe, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
-    finally:
-        hook.remove()
+    out, seen = predict_flow_seeing_lengths(plugin, pipe, inputs, pipe.dit.x_embedder)
     assert seen == [4 + 16 + 20] and out.shape == inputs.latents.shape
 
 
