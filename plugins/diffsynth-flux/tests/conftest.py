@@ -10,28 +10,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from diffsynth_flux import FAMILY, plugin
 from diffsynth_flux.spec import DEV_REPO, KONTEXT_REPO, NAME
-from PIL import Image
 
 from diffsynth.config import TrainConfig
 from diffsynth.types import RunContext
 from diffsynth.testing.contract import offline_files, offline_model_files
+from diffsynth.testing.fixtures import model_base_fixture, random_image
 from diffsynth.types import ModelFiles, Sample
 
 # Tiny models: one thread is faster, and far faster on a CPU other jobs share (thread contention).
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def model_base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("models")
-    plugin.init_model("tiny", base / DEV_REPO, 0)
-    plugin.init_model("tiny-kontext", base / KONTEXT_REPO, 0)
-    return base
+model_base = model_base_fixture(plugin.init_model, {DEV_REPO: "tiny", KONTEXT_REPO: "tiny-kontext"})
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +51,7 @@ def config(kontext: bool = False, guidance: float = 1.0) -> RunContext:
     return RunContext.for_run(flags, FAMILY.options_value({"guidance": guidance}))
 
 
-def image(seed: int, width: int = 32, height: int = 32) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+image = random_image
 
 
 def sample(kontext: bool = False) -> Sample:

@@ -10,9 +10,10 @@ import torch
 from conftest import config
 from diffsynth_flux import FAMILY, plugin
 from diffsynth_flux.spec import DEFAULT_LORA_TARGETS
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from diffsynth.errors import UserError
+from diffsynth.testing.lora_export import check_peft_lora_export
 from diffsynth.training.lora import add_lora
 from diffsynth.types import TrainedWeights
 
@@ -47,45 +48,11 @@ def pipe(tiny_dir):
 
 @pytest.mark.parametrize("alpha", [8.0, 4.0])
 def test_lora_loads_in_diffusers_and_comfy(pipe, tmp_path, alpha):
-    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
-
-    base = copy.deepcopy(pipe.transformer)  # pristine, for peft and for the ComfyUI-style merge
-    with torch.no_grad():
-        base_out = base(**dit_inputs())[0]
-    trained = inject_adapter_in_model(
-        LoraConfig(r=RANK, lora_alpha=alpha, target_modules=list(DEFAULT_LORA_TARGETS)), copy.deepcopy(base)
-    )
-    torch.manual_seed(1)
-    for name, param in trained.named_parameters():
-        if "lora_B" in name:
-            param.data.normal_(0, 0.1)  # peft initialises B to zero: make the LoRA do something
-    with torch.no_grad():
-        trained_out = trained(**dit_inputs())[0]
-    peft_keys = get_peft_model_state_dict(trained)
-
-    (out,) = split(TrainedWeights("lora", {"dit": peft_keys}, lora_rank=RANK, lora_alpha=alpha), config())
-    path = tmp_path / "lora.safetensors"
-    save_file(out.tensors, str(path), metadata=out.metadata)
-
-    pipe.load_lora_weights(str(path))  # diffusers, from the file as written
-    with torch.no_grad():
-        loaded_out = pipe.transformer(**dit_inputs())[0]
-    assert not torch.allclose(trained_out, base_out, atol=1e-4)
-    torch.testing.assert_close(loaded_out, trained_out, atol=1e-5, rtol=1e-5)
-
     # ComfyUI's rules (comfy/lora.py + utils.flux_to_diffusers): `transformer.<name>` -> that
     # module's rows of the fused BFL weight, W += (alpha / rank) * B @ A with `<name>.alpha`
-    state = load_file(str(path))
-    merged = copy.deepcopy(base)
-    params = dict(merged.named_parameters())
-    modules = {k.removesuffix(".lora_A.weight") for k in state if k.endswith(".lora_A.weight")}
-    assert len(modules) == len(peft_keys) // 2 and all(m.startswith("transformer.") for m in modules)
-    with torch.no_grad():
-        for m in modules:
-            a, b = state[f"{m}.lora_A.weight"], state[f"{m}.lora_B.weight"]
-            params[m.removeprefix("transformer.") + ".weight"] += state[f"{m}.alpha"].item() / a.shape[0] * (b @ a)
-        comfy_out = merged(**dit_inputs())[0]
-    torch.testing.assert_close(comfy_out, trained_out, atol=1e-5, rtol=1e-5)
+    check_peft_lora_export(
+        pipe, dit_inputs, DEFAULT_LORA_TARGETS, lambda weights: split(weights, config()), "transformer.", tmp_path, RANK, alpha
+    )
 
 
 def test_seed_and_bfl_target_names_expand_to_diffusers_modules(pipe):

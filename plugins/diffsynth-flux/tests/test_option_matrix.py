@@ -3,7 +3,7 @@
 import csv
 from pathlib import Path
 
-from diffsynth.testing.matrix import MatrixCase, OptionMatrix
+from diffsynth.testing.matrix import MatrixCase, OptionMatrix, image_options
 
 DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 
@@ -21,6 +21,6 @@ def kontext_dataset(folder: Path) -> dict:
 class TestFluxOptions(OptionMatrix):
     family = "flux"
     cases = (
-        MatrixCase("tiny", options={"dataset_base_path": DATA, "max_pixels": 4096}),
+        MatrixCase("tiny", options=image_options(DATA)),
         MatrixCase("tiny-kontext", variant="kontext", options={"max_pixels": 4096}, make_dataset=kontext_dataset),
     )

@@ -11,6 +11,8 @@ from diffsynth_flux import plugin
 from diffsynth_flux.inputs import pack, unpack
 from diffsynth_flux.tiny import T5_TINY_LENGTH
 
+from diffsynth.testing.tokens import predict_flow_seeing_lengths
+
 
 @pytest.fixture(scope="module")
 def pipe(model_base):
@@ -77,13 +79,7 @@ def test_kontext_reference_tokens_reach_the_transformer(kontext_pipe, tiny_konte
     cond = inputs.conditioning
     target_tokens, ref_tokens = 4, 6  # 32x32 -> 2x2 packed; 48x32 -> 3x2 packed
     assert inputs.latents.shape[1] == target_tokens and cond.reference_latents.shape[1] == ref_tokens
-    seen = []
-    hook = kontext_pipe.dit.x_embedder.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
-    try:
-        with torch.no_grad():
-            out = plugin.predict_flow(kontext_pipe, inputs, torch.randn_like(inputs.latents), torch.tensor([0.5]))
-    finally:
-        hook.remove()
+    out, seen = predict_flow_seeing_lengths(plugin, kontext_pipe, inputs, kontext_pipe.dit.x_embedder)
     assert seen == [target_tokens + ref_tokens] and out.shape == inputs.latents.shape
     reference = FluxKontextPipeline.from_pretrained(tiny_kontext_dir)
     ref_pixels = _pixels(s.fields["kontext_images"])
