@@ -10,7 +10,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 
-import pytest
 from diffsynth_wan import FAMILY, plugin
 from diffsynth_wan.spec import I2V_REPO, NAME, T2V_REPO, TI2V_REPO
 
@@ -19,18 +18,14 @@ from diffsynth.types import RunContext
 from diffsynth.data.media import resize_and_crop
 from diffsynth.data.video import load_video
 from diffsynth.testing.contract import offline_files, offline_model_files
+from diffsynth.testing.fixtures import model_base_fixture
 from diffsynth.types import ModelFiles, Sample
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "data" / "video"
 REPOS = {"t2v": (T2V_REPO, "tiny"), "i2v": (I2V_REPO, "tiny-i2v"), "ti2v": (TI2V_REPO, "tiny-ti2v")}
 
 
-@pytest.fixture(scope="session")
-def model_base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("models")
-    for repo, preset in REPOS.values():
-        plugin.init_model(preset, base / repo, 0)
-    return base
+model_base = model_base_fixture(plugin.init_model, dict(REPOS.values()))
 
 
 resolve = offline_files  # (source, files) of one repo:glob, by the core's rules

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from test_lora_export import dit_inputs
+
 from diffsynth.testing.contract import FamilyContract
 
 
@@ -38,15 +40,7 @@ class WanContract(FamilyContract):
         return WanPipeline(tokenizer=None, text_encoder=None, vae=None, scheduler=None, transformer=fresh)
 
     def dit_inputs(self, transformer) -> dict:
-        cfg = transformer.config
-        g = torch.Generator().manual_seed(0)
-        return dict(
-            hidden_states=torch.randn(1, cfg.in_channels, 2, 4, 4, generator=g),
-            timestep=torch.tensor([500.0]),
-            encoder_hidden_states=torch.randn(1, 7, cfg.text_dim, generator=g),
-            encoder_hidden_states_image=torch.randn(1, 5, cfg.image_dim, generator=g) if cfg.image_dim else None,
-            return_dict=False,
-        )
+        return dit_inputs(transformer.config)
 
 
 class TestWanT2VContract(WanContract):

@@ -9,19 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffsynth.testing.sample import read_frames, run_in_process, train_tiny_lora
+from diffsynth.testing.sample import sampler, tiny_lora_fixture
 
 SIZE = ("--height", "32", "--width", "48", "--num_frames", "5", "--steps", "3")
 
 
-@pytest.fixture(scope="module")
-def lora(model_base, tmp_path_factory):
-    return train_tiny_lora("wan", model_base, tmp_path_factory.mktemp("lora"))
-
-
-def sample(model_base, cwd, name, *args):
-    run_in_process(model_base, cwd, "sample", "wan", "--prompt", "red", *SIZE, "--output", name, *args)
-    return read_frames(cwd / name)
+lora = tiny_lora_fixture("wan")
+sample = sampler("wan", *SIZE)
 
 
 def first_frame(tmp_path):

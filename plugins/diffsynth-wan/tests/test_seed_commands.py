@@ -4,7 +4,6 @@ I2V and TI2V variants; and the Wan2.2 T2V A14B experts, each trained on its own 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from diffsynth_wan.spec import A14B_BOUNDARY, A14B_REPO, I2V_REPO, TI2V_REPO
 from safetensors.torch import load_file
 
 from diffsynth.testing.cli import run_diffsynth
+from diffsynth.testing.seed import assert_finite_loss_log, assert_lora_trained, seed_train_command
 
 T2V_SOURCES = (
     "Wan-AI/Wan2.1-T2V-1.3B:diffusion_pytorch_model*.safetensors,"
@@ -46,32 +46,16 @@ def workdir(tmp_path_factory) -> Path:
 
 def seed_command(output: str, sources: str = T2V_SOURCES, data: Path = EXAMPLES) -> list[str]:
     """examples/wanvideo/model_training/lora/Wan2.1-T2V-1.3B.sh, 480x832 -> 32x32, 5 -> 1 epoch."""
-    return [
-        "train", "wan",
-        "--dataset_base_path", str(data),
-        "--dataset_metadata_path", str(data / "metadata.csv"),
-        "--height", "32",
-        "--width", "32",
-        "--dataset_repeat", "1",
-        "--model_id_with_origin_paths", sources,
-        "--learning_rate", "1e-4",
-        "--num_epochs", "1",
-        "--remove_prefix_in_ckpt", "pipe.dit.",
-        "--output_path", output,
-        "--lora_base_model", "dit",
-        "--lora_target_modules", "q,k,v,o,ffn.0,ffn.2",
-        "--lora_rank", "32",
-    ]  # fmt: skip
+    return seed_train_command("wan", output, sources, data, size=("--height", "32", "--width", "32"), targets="q,k,v,o,ffn.0,ffn.2")
 
 
 def check_lora(folder: Path, rows: int = 4) -> dict:
     lora = load_file(folder / "epoch-0.safetensors")
-    log = [json.loads(line) for line in (folder / "loss_log.jsonl").read_text().splitlines()]
-    assert len(log) == rows and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert_finite_loss_log(folder, rows)
     assert all(k.startswith("diffusion_model.blocks.") for k in lora)
     for name in ("self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o", "cross_attn.q", "ffn.0", "ffn.2"):
         assert f"diffusion_model.blocks.0.{name}.lora_A.weight" in lora, name
-    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())  # it trained
+    assert_lora_trained(lora)  # it trained
     return lora
 
 
