@@ -10,15 +10,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from diffsynth_qwen_image import FAMILY, plugin
 from diffsynth_qwen_image.spec import NAME
-from PIL import Image
 
 from diffsynth.config import TrainConfig
 from diffsynth.types import RunContext
 from diffsynth.testing.contract import offline_files, offline_model_files
+from diffsynth.testing.fixtures import model_base_fixture, random_image
 from diffsynth.types import ModelFiles, Sample
 
 
@@ -32,12 +31,7 @@ REPOS = {
 }
 
 
-@pytest.fixture(scope="session")
-def model_base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("models")
-    for repo, preset in REPOS.items():
-        plugin.init_model(preset, base / repo, 0)
-    return base
+model_base = model_base_fixture(plugin.init_model, REPOS)
 
 
 @pytest.fixture(scope="session")
@@ -63,9 +57,7 @@ def config(edit: bool = False, zero_cond_t: bool = False) -> RunContext:
     return RunContext.for_run(run, FAMILY.options_value({"zero_cond_t": zero_cond_t}))
 
 
-def image(seed: int, width: int = 32, height: int = 32) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+image = random_image
 
 
 def sample(edit: bool = False) -> Sample:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import write_multi_reference_dataset
 
-from diffsynth.testing.matrix import MatrixCase, OptionMatrix
+from diffsynth.testing.matrix import MatrixCase, OptionMatrix, image_options
 
 DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 
@@ -14,12 +14,9 @@ DATA = Path(__file__).resolve().parents[3] / "examples" / "data"
 class TestQwenImageOptions(OptionMatrix):
     family = "qwen-image"
     cases = (
-        MatrixCase("tiny", options={"dataset_base_path": DATA, "max_pixels": 4096}),
-        MatrixCase("tiny-edit", variant="edit", options={
-            "dataset_base_path": DATA / "edit", "max_pixels": 4096,
-            "data_file_keys": "image,edit_image", "extra_inputs": "edit_image",
-        }),
-        MatrixCase("tiny-2512", variant="2512", options={"dataset_base_path": DATA, "max_pixels": 4096}, components=("dit",), second_trained="text_encoder"),
+        MatrixCase("tiny", options=image_options(DATA)),
+        MatrixCase("tiny-edit", variant="edit", options=image_options(DATA, "edit_image")),
+        MatrixCase("tiny-2512", variant="2512", options=image_options(DATA), components=("dit",), second_trained="text_encoder"),
         MatrixCase("tiny-edit-2509", variant="edit-2509", make_dataset=write_multi_reference_dataset, components=("dit",), second_trained="text_encoder"),
         MatrixCase("tiny-edit-2511", variant="edit-2511", make_dataset=write_multi_reference_dataset, components=("dit",), second_trained="text_encoder"),
     )

@@ -9,19 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffsynth.testing.sample import read_frames, run_in_process, train_tiny_lora
+from diffsynth.testing.sample import read_frames, run_in_process, sampler, tiny_lora_fixture
 
 SIZE = ("--height", "32", "--width", "48", "--steps", "3")
 
 
-@pytest.fixture(scope="module")
-def lora(model_base, tmp_path_factory):
-    return train_tiny_lora("qwen-image", model_base, tmp_path_factory.mktemp("lora"))
-
-
-def sample(model_base, cwd, name, *args, prompt="red"):
-    run_in_process(model_base, cwd, "sample", "qwen-image", "--prompt", prompt, *SIZE, "--output", name, *args)
-    return read_frames(cwd / name)
+lora = tiny_lora_fixture("qwen-image")
+sample = sampler("qwen-image", *SIZE)
 
 
 def test_writes_the_asked_size_and_the_same_pixels_twice(model_base, tmp_path):

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from conftest import REPOS, write_multi_reference_dataset
 
 from diffsynth.testing.cli import run_diffsynth
+from diffsynth.testing.seed import assert_finite_loss_log, assert_lora_trained, seed_train_command
 
 ROOT = Path(__file__).resolve().parents[3]
 DATA = ROOT / "examples" / "data"
@@ -24,8 +25,6 @@ BASE_SOURCES = (
     "Qwen/Qwen-Image:vae/diffusion_pytorch_model.safetensors"
 )
 EDIT_SOURCES = BASE_SOURCES.replace("Qwen/Qwen-Image:transformer", "Qwen/Qwen-Image-Edit:transformer")
-
-
 
 
 @pytest.fixture(scope="module")
@@ -43,24 +42,10 @@ def workdir(tmp_path_factory, model_base) -> Path:
 
 
 def seed_lora_command(metadata: str, output: str, sources: str = BASE_SOURCES) -> list[str]:
-    return [
-        "train", "qwen-image",
-        "--dataset_base_path", str(DATA),
-        "--dataset_metadata_path", metadata,
-        "--max_pixels", "4096",
-        "--dataset_repeat", "1",
-        "--model_id_with_origin_paths", sources,
-        "--learning_rate", "1e-4",
-        "--num_epochs", "1",
-        "--remove_prefix_in_ckpt", "pipe.dit.",
-        "--output_path", output,
-        "--lora_base_model", "dit",
-        "--lora_target_modules", TARGETS,
-        "--lora_rank", "32",
-        "--use_gradient_checkpointing",
-        "--dataset_num_workers", "0",
-        "--find_unused_parameters",
-    ]
+    return seed_train_command(
+        "qwen-image", output, sources, DATA, metadata, targets=TARGETS,
+        extra=("--use_gradient_checkpointing", "--dataset_num_workers", "0", "--find_unused_parameters"),
+    )
 
 
 @pytest.mark.parametrize("metadata", ["metadata.csv", "metadata.json", "metadata.jsonl"])
@@ -69,13 +54,11 @@ def test_seed_lora_command_trains_and_exports(workdir, metadata):
     result = run_diffsynth(*seed_lora_command(str(DATA / metadata), out_dir), cwd=workdir)
     assert result.returncode == 0, result.stderr
     lora = load_file(workdir / out_dir / "epoch-0.safetensors")
-    rows = len((DATA / "metadata.jsonl").read_text().splitlines())
-    log = [json.loads(line) for line in (workdir / out_dir / "loss_log.jsonl").read_text().splitlines()]
-    assert len(log) == rows and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+    assert_finite_loss_log(workdir / out_dir, rows=len((DATA / "metadata.jsonl").read_text().splitlines()))
     assert all(k.startswith("diffusion_model.transformer_blocks.") for k in lora)
     modules = {k.rsplit(".", 2)[0] for k in lora if k.endswith("lora_A.weight")}
     assert all(any(m.endswith("." + t) for m in modules) for t in TARGETS.split(","))  # every target wrapped
-    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())  # it trained
+    assert_lora_trained(lora)  # it trained
 
 
 def test_seed_lora_loads_in_diffusers_pipeline(workdir):
@@ -111,7 +94,7 @@ def test_seed_edit_command(workdir):
     result = run_diffsynth(*cmd, cwd=workdir)
     assert result.returncode == 0, result.stderr
     lora = load_file(workdir / "models/train/edit/epoch-0.safetensors")
-    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())
+    assert_lora_trained(lora)
 
 
 def dit_inputs(image_tokens: int) -> dict:
@@ -145,7 +128,7 @@ def test_seed_variant_lora_command_trains_and_loads_in_its_diffusers_pipeline(wo
     result = run_diffsynth(*cmd, *extra, cwd=workdir)
     assert result.returncode == 0, result.stderr
     lora = workdir / out_dir / "epoch-0.safetensors"
-    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in load_file(lora).items())
+    assert_lora_trained(load_file(lora))
 
     folder = workdir / "models" / repo
     pipeline_class = json.loads((folder / "model_index.json").read_text())["_class_name"]
