@@ -43,6 +43,7 @@ from diffsynth.types import (
 #: name -> module it lives in, imported on first access (they import torch).
 _LAZY = {
     "build_module": "diffsynth.models.checkpoints",
+    "init_args": "diffsynth.models.checkpoints",
     "load_state_dict": "diffsynth.models.checkpoints",
     "torch_dtype": "diffsynth.models.checkpoints",
     "FlowMatchSchedule": "diffsynth.training.flow_matching",

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diffsynth.errors import UserError
+
 if TYPE_CHECKING:
     import torch
 
@@ -93,6 +95,17 @@ class CheckpointGroup:
         if cfg.is_file():
             return json.loads(cfg.read_text())
         return None
+
+    def required_config(self, what: str, folder: str = "") -> dict[str, Any]:
+        """`sibling_config()`, which `what` (the module, for the message) cannot do without: none is
+        a one-line `UserError` pointing at the repo's `folder` ("text_encoder/"; "": its folder)."""
+        found = self.sibling_config()
+        if not found:
+            where = f"{folder} folder" if folder else "folder"
+            raise UserError(
+                f"{self.source}: no config.json next to the {what}; use the repo's {where} (safetensors + config.json)"
+            )
+        return found
 
 
 @dataclass(frozen=True)

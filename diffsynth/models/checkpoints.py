@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from diffsynth.errors import UserError
 from diffsynth.models.header import load_torch_state, read_header
@@ -85,6 +85,15 @@ def load_state_dict(
         for key, tensor in part.items():
             state[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
     return state
+
+
+def init_args(cls: type, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `config` (a diffusers `config.json`: `_class_name`, `_diffusers_version`, keys
+    of other versions, ...) that `cls`'s constructor takes, to call `cls(**init_args(cls, config))`."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+    return {k: v for k, v in config.items() if k in params}
 
 
 def build_module(

@@ -3,13 +3,12 @@ from tensor shapes (BFL single files carry no config)."""
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Mapping
 
 import torch
 
-from diffsynth.plugin import CheckpointGroup, UserError
+from diffsynth.plugin import CheckpointGroup, init_args
 
 from .original_format import block_count
 
@@ -36,7 +35,7 @@ def dit_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
 
     found = group.sibling_config()
     if found and found.get("_class_name") == "FluxTransformer2DModel":
-        return _init_args(FluxTransformer2DModel, found)
+        return init_args(FluxTransformer2DModel, found)
     inner, in_channels = state["x_embedder.weight"].shape
     head_dim = state["transformer_blocks.0.attn.norm_q.weight"].shape[0]
     return dict(
@@ -61,7 +60,7 @@ def vae_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
 
     found = group.sibling_config()
     if found and found.get("_class_name") == "AutoencoderKL":
-        return _init_args(AutoencoderKL, found)
+        return init_args(AutoencoderKL, found)
     levels = block_count(state, "encoder.down_blocks")
     widths = [state[f"encoder.down_blocks.{i}.resnets.0.conv1.weight"].shape[0] for i in range(levels)]
     meta = group.header.metadata
@@ -85,16 +84,4 @@ def vae_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
 
 def text_config(group: CheckpointGroup, config_class):
     """transformers config of a text encoder: its folder's config.json is required."""
-    found = group.sibling_config()
-    if not found:
-        raise UserError(
-            f"{group.source}: no config.json next to the text encoder weights; "
-            "use the repo's text_encoder/ or text_encoder_2/ folder"
-        )
-    return config_class.from_dict(found)
-
-
-def _init_args(cls: type, config: dict[str, Any]) -> dict[str, Any]:
-    """Keep the entries of a diffusers config.json that the class's __init__ takes."""
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in config.items() if k in params}
+    return config_class.from_dict(group.required_config("text encoder weights", "text_encoder/ or text_encoder_2/"))

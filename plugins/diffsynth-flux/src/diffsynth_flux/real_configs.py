@@ -63,17 +63,16 @@ class Planning:
         from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
         from diffsynth.plan.meta import empty_module
-        from diffsynth.plugin import UserError
+        from diffsynth.plugin import UserError, init_args
 
-        from . import configs
         from .pipeline import SCHEDULE, FluxModules
         from .tiny import build_clip_tokenizer, build_t5_tokenizer
 
         if variant not in (None, "dev", "kontext"):
             raise UserError(f"flux plan: unknown variant {variant!r} (dev, kontext)")
         dtype = context.torch_dtype
-        dit_cfg = configs._init_args(FluxTransformer2DModel, _local_config("transformer") or DIT)
-        vae_cfg = configs._init_args(AutoencoderKL, _local_config("vae") or VAE)
+        dit_cfg = init_args(FluxTransformer2DModel, _local_config("transformer") or DIT)
+        vae_cfg = init_args(AutoencoderKL, _local_config("vae") or VAE)
         clip_cfg = CLIPTextConfig.from_dict(_local_config("text_encoder") or CLIP)
         t5_cfg = T5Config.from_dict(_local_config("text_encoder_2") or T5)
         modules = {

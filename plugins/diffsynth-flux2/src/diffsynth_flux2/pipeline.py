@@ -4,7 +4,6 @@ processor folder) from identified files (diffusers folders or BFL's single trans
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any, Mapping
 import torch
 
 from diffsynth.plugin import CheckpointGroup, FamilyPipeline, FlowMatchSchedule, ModelFiles, RunContext, UserError
-from diffsynth.plugin import build_module, load_state_dict
+from diffsynth.plugin import build_module, init_args, load_state_dict
 
 from . import original_format
 from .spec import DEFAULT_GUIDANCE
@@ -56,9 +55,7 @@ class Loading:
 
 def text_encoder_kind(group: CheckpointGroup) -> str:
     """QWEN3 or MISTRAL3, by the config.json beside the weights."""
-    found = group.sibling_config()
-    if not found:
-        raise UserError(f"{group.source}: no config.json next to the text encoder weights; use the repo's text_encoder/ folder")
+    found = group.required_config("text encoder weights", "text_encoder/")
     return MISTRAL3 if found.get("model_type") == "mistral3" else QWEN3
 
 
@@ -133,12 +130,6 @@ def dit_config(group: CheckpointGroup, state: Mapping[str, torch.Tensor]) -> dic
         axes_dims_rope=[head_dim // 4] * 4,
         guidance_embeds="time_guidance_embed.guidance_embedder.linear_1.weight" in state,
     )
-
-
-def init_args(cls: type, config: dict[str, Any]) -> dict[str, Any]:
-    """The entries of a diffusers config.json that `cls.__init__` takes."""
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in config.items() if k in params}
 
 
 def load_dit(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:

@@ -86,10 +86,10 @@ class Planning:
         prompt to the pipelines' 512 tokens."""
         from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
 
-        from diffsynth.plugin import UserError, empty_module
+        from diffsynth.plugin import UserError, empty_module, init_args
 
         from .inputs import MAX_LENGTH
-        from .pipeline import MISTRAL3, QWEN3, SCHEDULE, Flux2Modules, init_args
+        from .pipeline import MISTRAL3, QWEN3, SCHEDULE, Flux2Modules
         from .spec import DEFAULT_GUIDANCE
 
         variants = {v.name: v for v in FAMILY.variants}

@@ -4,12 +4,11 @@ none); plus the text encoder's saved -> in-memory key layout."""
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any, Callable
 
-from diffsynth.plugin import CheckpointGroup, CheckpointHeader, ModelFiles, UserError
+from diffsynth.plugin import CheckpointGroup, CheckpointHeader, ModelFiles, init_args
 
 
 def _sibling_or(group: CheckpointGroup, fallback: Callable[[CheckpointGroup], dict[str, Any]]) -> dict[str, Any]:
@@ -20,7 +19,7 @@ def _sibling_or(group: CheckpointGroup, fallback: Callable[[CheckpointGroup], di
 def dit_config(group: CheckpointGroup) -> dict[str, Any]:
     from diffusers import QwenImageTransformer2DModel
 
-    return _init_args(QwenImageTransformer2DModel, _sibling_or(group, lambda g: infer_dit_config(g.header)))
+    return init_args(QwenImageTransformer2DModel, _sibling_or(group, lambda g: infer_dit_config(g.header)))
 
 
 def infer_dit_config(header: CheckpointHeader) -> dict[str, Any]:
@@ -83,7 +82,7 @@ def is_edit_plus(models: ModelFiles, zero_cond_t: bool) -> bool:
 def vae_config(group: CheckpointGroup) -> dict[str, Any]:
     from diffusers import AutoencoderKLQwenImage
 
-    return _init_args(AutoencoderKLQwenImage, _sibling_or(group, _vae_widths))
+    return init_args(AutoencoderKLQwenImage, _sibling_or(group, _vae_widths))
 
 
 def _vae_widths(group: CheckpointGroup) -> dict[str, Any]:
@@ -98,15 +97,8 @@ def _vae_widths(group: CheckpointGroup) -> dict[str, Any]:
 def text_encoder_config(group: CheckpointGroup):
     from transformers import Qwen2_5_VLConfig
 
-    return Qwen2_5_VLConfig.from_dict(_sibling_or(group, _text_encoder_needs_its_config))
-
-
-def _text_encoder_needs_its_config(group: CheckpointGroup) -> dict[str, Any]:
-    """Qwen2.5-VL's many settings cannot be read off the weights."""
-    raise UserError(
-        f"{group.source}: no config.json next to the Qwen2.5-VL text encoder; "
-        "use the repo's text_encoder/ folder (model*.safetensors + config.json)"
-    )
+    # Qwen2.5-VL's many settings cannot be read off the weights
+    return Qwen2_5_VLConfig.from_dict(group.required_config("Qwen2.5-VL text encoder", "text_encoder/"))
 
 
 def text_encoder_keys(state: dict) -> dict:
@@ -122,7 +114,5 @@ def text_encoder_keys(state: dict) -> dict:
     return out
 
 
-def _init_args(cls: type, config: dict[str, Any]) -> dict[str, Any]:
-    """Keep the entries of a diffusers config.json that the class's __init__ takes."""
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in config.items() if k in params}
+#: the name tests/test_layout.py imports
+_init_args = init_args

@@ -58,9 +58,8 @@ class Planning:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
         from diffsynth.plan.meta import empty_module
-        from diffsynth.plugin import UserError
+        from diffsynth.plugin import UserError, init_args
 
-        from . import configs
         from .pipeline import SCHEDULE, QwenImageModules
         from .spec import FAMILY
         from .tiny import build_tokenizer
@@ -71,8 +70,8 @@ class Planning:
         if "edit_image" in context.extra_inputs:
             raise UserError("qwen-image plan: edit_image (the vision tower's input) is not planned yet")
         dtype = context.torch_dtype
-        dit_cfg = configs._init_args(QwenImageTransformer2DModel, _local_config("transformer") or DIT)
-        vae_cfg = configs._init_args(AutoencoderKLQwenImage, _local_config("vae") or VAE)
+        dit_cfg = init_args(QwenImageTransformer2DModel, _local_config("transformer") or DIT)
+        vae_cfg = init_args(AutoencoderKLQwenImage, _local_config("vae") or VAE)
         found = _local_config("text_encoder")
         text_cfg = Qwen2_5_VLConfig.from_dict(found) if found else Qwen2_5_VLConfig(text_config=TEXT, vision_config=VISION, **TOKEN_IDS)
         modules = {

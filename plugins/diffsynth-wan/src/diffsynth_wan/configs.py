@@ -3,11 +3,10 @@ head count, which no weight shape shows)."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from diffsynth.plugin import CheckpointHeader
-from diffsynth.plugin import CheckpointGroup
+from diffsynth.plugin import CheckpointGroup, init_args
 
 # AutoencoderKLWan's defaults are the Wan2.1 VAE's; these are the Wan2.2 VAE's (48 channels).
 VAE22_LATENTS_MEAN = [
@@ -33,8 +32,7 @@ def dit_config(group: CheckpointGroup) -> dict[str, Any]:
 
     found = group.sibling_config() or {}
     if found.get("_class_name") == "WanTransformer3DModel":
-        params = inspect.signature(WanTransformer3DModel.__init__).parameters
-        return {k: v for k, v in found.items() if k in params}
+        return init_args(WanTransformer3DModel, found)
     return infer_dit_config(group.header, found.get("num_heads"))
 
 

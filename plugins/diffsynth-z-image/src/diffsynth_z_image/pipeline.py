@@ -3,7 +3,6 @@ and DiT call as diffusers' ZImagePipeline makes them (`Training`)."""
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from diffsynth.plugin import (
     TrainingInputs,
     UserError,
     build_module,
+    init_args,
     load_state_dict,
 )
 
@@ -73,11 +73,7 @@ class Loading:
 
 
 def _config(group: CheckpointGroup, cls: type, name: str) -> dict[str, Any]:
-    found = group.sibling_config()
-    if not found:
-        raise UserError(f"{group.source}: no config.json next to the {name}; use the repo's folder (safetensors + config.json)")
-    params = inspect.signature(cls.__init__).parameters
-    return {k: v for k, v in found.items() if k in params}
+    return init_args(cls, group.required_config(name))
 
 
 def _load_dit(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.Module:
@@ -99,10 +95,7 @@ def _load_text_encoder(group: CheckpointGroup, dtype: torch.dtype) -> torch.nn.M
     a stored `lm_head` is not part of the encoder)."""
     from transformers import Qwen3Config, Qwen3Model
 
-    found = group.sibling_config()
-    if not found:
-        raise UserError(f"{group.source}: no config.json next to the Qwen3 text encoder; use the repo's text_encoder/ folder")
-    config = Qwen3Config.from_dict(found)
+    config = Qwen3Config.from_dict(group.required_config("Qwen3 text encoder", "text_encoder/"))
     state = {k.removeprefix("model."): v for k, v in load_state_dict(group).items() if not k.startswith("lm_head.")}
     return build_module(lambda: Qwen3Model(config), state, group, dtype)
 

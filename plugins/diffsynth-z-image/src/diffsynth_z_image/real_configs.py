@@ -48,12 +48,10 @@ class Planning:
     def plan_pipeline(self, variant: str | None, context):
         """Real-size dit, text_encoder and vae on the meta device, the tiny tokenizer (offline: the
         prompt's token count, not its ids, is what memory depends on)."""
-        import inspect
-
         from diffusers import AutoencoderKL, ZImageTransformer2DModel
         from transformers import Qwen3Config, Qwen3Model
 
-        from diffsynth.plugin import UserError, empty_module
+        from diffsynth.plugin import UserError, empty_module, init_args
 
         from .pipeline import SCHEDULE, ZImageModules
         from .tiny import build_tokenizer
@@ -62,12 +60,8 @@ class Planning:
             raise UserError(f"z-image plan: unknown variant {variant!r} (base, turbo)")
         repo = REPOS[variant]
 
-        def init_args(cls: type, found: dict | None, default: dict) -> dict:
-            params = inspect.signature(cls.__init__).parameters
-            return {k: v for k, v in (found or default).items() if k in params}
-
-        dit_cfg = init_args(ZImageTransformer2DModel, _local_config(repo, "transformer"), DIT)
-        vae_cfg = init_args(AutoencoderKL, _local_config(repo, "vae"), VAE)
+        dit_cfg = init_args(ZImageTransformer2DModel, _local_config(repo, "transformer") or DIT)
+        vae_cfg = init_args(AutoencoderKL, _local_config(repo, "vae") or VAE)
         text_cfg = Qwen3Config.from_dict(_local_config(repo, "text_encoder") or TEXT)
         dtype = context.torch_dtype
         modules = {
