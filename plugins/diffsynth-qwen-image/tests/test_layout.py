@@ -68,11 +68,11 @@ def test_diffusers_loads_folders(tiny_dir, tiny_edit_dir):
 
 
 def test_inferred_dit_config_equals_config_json(model_base, tiny_dir):
-    from diffsynth_qwen_image.configs import _init_args
+    from diffsynth.plugin import init_args
     from diffusers import QwenImageTransformer2DModel
 
     group = identify(FAMILY, *resolve(model_base, FAMILY.variant(None).model_sources[0]))
-    written = _init_args(QwenImageTransformer2DModel, json.loads((tiny_dir / "transformer" / "config.json").read_text()))
+    written = init_args(QwenImageTransformer2DModel, json.loads((tiny_dir / "transformer" / "config.json").read_text()))
     inferred = infer_dit_config(group.header)
     assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in inferred.items()} == written
 

@@ -112,7 +112,3 @@ def text_encoder_keys(state: dict) -> dict:
             key = "model.language_model." + key.removeprefix("model.")
         out[key] = value
     return out
-
-
-#: the name tests/test_layout.py imports
-_init_args = init_args
