@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import EXAMPLE_DATA, alternate, machine_info, median
+from benchmarks.common import EXAMPLE_DATA, alternate, machine_info, median, trainer_step_seconds
 from benchmarks.models import SOURCES, write_tiny
 
 DIT = SOURCES.split(",")[0]
@@ -37,22 +37,8 @@ def _config(out: Path, steps: int, size: int, **extra):
 
 def step_times(out: Path, steps: int, size: int, **extra) -> list[float]:
     from diffsynth.plugins import load_registry
-    from diffsynth.training.outputs import RunOutputs
-    from diffsynth.training.trainer import Trainer
 
-    stamps: list[float] = []
-    original = RunOutputs.append_loss
-
-    def stamped(self, record):
-        stamps.append(time.perf_counter())
-        return original(self, record)
-
-    RunOutputs.append_loss = stamped
-    try:
-        Trainer(load_registry(), _config(out, steps, size, **extra)).run()
-    finally:
-        RunOutputs.append_loss = original
-    return [b - a for a, b in itertools.pairwise(stamps)]
+    return trainer_step_seconds(load_registry(), _config(out, steps, size, **extra))
 
 
 def first_step_seconds(cwd: Path, args: list[str], env: dict[str, str]) -> float:

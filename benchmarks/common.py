@@ -175,3 +175,26 @@ def in_subprocess(target: str, timeout: float = 600, env: dict[str, str] | None 
     if proc.returncode != 0:
         raise RuntimeError(f"{target} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def trainer_step_seconds(registry: Any, config: Any) -> list[float]:
+    """Seconds between consecutive optimizer steps of one `Trainer(registry, config).run()`
+    (stamped as each step's loss is logged), so the first step's start-up is left out."""
+    import itertools
+
+    from diffsynth.training.outputs import RunOutputs
+    from diffsynth.training.trainer import Trainer
+
+    stamps: list[float] = []
+    original = RunOutputs.append_loss
+
+    def stamped(self, record):
+        stamps.append(time.perf_counter())
+        return original(self, record)
+
+    RunOutputs.append_loss = stamped
+    try:
+        Trainer(registry, config).run()
+    finally:
+        RunOutputs.append_loss = original
+    return [b - a for a, b in itertools.pairwise(stamps)]

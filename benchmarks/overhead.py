@@ -11,12 +11,11 @@ The first step of every run is dropped on both sides (warm-up).
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from pathlib import Path
 
-from benchmarks.common import EXAMPLE_DATA, Context, Record, alternate, at_most, median
+from benchmarks.common import EXAMPLE_DATA, Context, Record, alternate, at_most, median, trainer_step_seconds
 from benchmarks.models import SOURCES, STEP_DIT, write_tiny, write_with_dit
 
 GOAL = 1.03
@@ -36,23 +35,8 @@ def _config(base: Path, out: Path, steps: int, size: int):
 
 def trainer_steps(registry, base: Path, out: Path, steps: int, size: int) -> list[float]:
     """Seconds between consecutive optimizer steps of one `Trainer.run()`, first step dropped."""
-    from diffsynth.training.outputs import RunOutputs
-    from diffsynth.training.trainer import Trainer
-
-    stamps: list[float] = []
-    original = RunOutputs.append_loss
-
-    def stamped(self, record):
-        stamps.append(time.perf_counter())
-        return original(self, record)
-
-    RunOutputs.append_loss = stamped
     os.environ["DIFFSYNTH_MODEL_BASE_PATH"] = str(base)
-    try:
-        Trainer(registry, _config(base, out, steps, size)).run()
-    finally:
-        RunOutputs.append_loss = original
-    return [b - a for a, b in itertools.pairwise(stamps)]
+    return trainer_step_seconds(registry, _config(base, out, steps, size))
 
 
 class HandLoop:

@@ -24,17 +24,8 @@ from diffsynth.spec import FamilySpec
 if TYPE_CHECKING:
     import torch
 
-    from diffsynth.types import (
-        FamilyPipeline,
-        ModelFiles,
-        OutputFile,
-        RunContext,
-        Sample,
-        SampleRequest,
-        SampleResult,
-        TrainedWeights,
-        TrainingInputs,
-    )
+    from diffsynth.types import FamilyPipeline, ModelFiles, OutputFile, RunContext, Sample, SampleRequest, SampleResult
+    from diffsynth.types import TrainedWeights, TrainingInputs
 
 #: Methods a family must write.
 REQUIRED = ("load_pipeline", "preprocess_inputs", "predict_flow")

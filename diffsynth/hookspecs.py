@@ -20,17 +20,8 @@ if TYPE_CHECKING:
 
     from diffsynth.spec import FamilySpec
     from diffsynth.training.flow_matching import FlowPredictor
-    from diffsynth.types import (
-        FamilyPipeline,
-        ModelFiles,
-        OutputFile,
-        RunContext,
-        Sample,
-        SampleRequest,
-        SampleResult,
-        TrainedWeights,
-        TrainingInputs,
-    )
+    from diffsynth.types import FamilyPipeline, ModelFiles, OutputFile, RunContext, Sample, SampleRequest, SampleResult
+    from diffsynth.types import TrainedWeights, TrainingInputs
 
 PROJECT = "diffsynth"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -17,28 +17,9 @@ from diffsynth.family import Family, LazyFamily
 from diffsynth.hookspecs import hookimpl
 from diffsynth.lora_format import LoraKeyFormat
 from diffsynth.models.header import CheckpointHeader
-from diffsynth.spec import (
-    ComponentSpec,
-    ExpertSpec,
-    ExtraInputSpec,
-    FamilyOption,
-    FamilySpec,
-    PresetSpec,
-    VariantSpec,
-)
-from diffsynth.types import (
-    CheckpointGroup,
-    FamilyPipeline,
-    LoraFile,
-    ModelFiles,
-    OutputFile,
-    RunContext,
-    Sample,
-    SampleRequest,
-    SampleResult,
-    TrainedWeights,
-    TrainingInputs,
-)
+from diffsynth.spec import ComponentSpec, ExpertSpec, ExtraInputSpec, FamilyOption, FamilySpec, PresetSpec, VariantSpec
+from diffsynth.types import CheckpointGroup, FamilyPipeline, LoraFile, ModelFiles, OutputFile, RunContext, Sample
+from diffsynth.types import SampleRequest, SampleResult, TrainedWeights, TrainingInputs
 
 #: name -> module it lives in, imported on first access (they import torch).
 _LAZY = {

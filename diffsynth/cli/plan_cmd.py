@@ -10,7 +10,7 @@ from typing import Annotated, Any, Callable
 
 import typer
 
-from diffsynth.cli.train_cmd import FamilyGroup, _family_parameters, option_parameter, underscores_to_dashes
+from diffsynth.cli.train_cmd import _family_parameters, family_app, option_parameter
 from diffsynth.config import TrainConfig, cli_fields
 from diffsynth.plugins import FamilyRegistry
 from diffsynth.spec import FamilySpec
@@ -82,12 +82,8 @@ def text_from_result(result: dict[str, Any]) -> str:
 
 
 def build_plan_app(registry: FamilyRegistry) -> typer.Typer:
-    group = type("BoundPlanGroup", (FamilyGroup,), {"registry": registry})
-    app = typer.Typer(cls=group, help="Predict a training step's GPU memory (simulated on the CPU, no weights needed).", no_args_is_help=True)
-    for family in registry.families.values():
-        app.command(
-            name=family.name,
-            help=f"Predict the GPU memory of training {family.name} with these flags (the same as train's).",
-            context_settings={"token_normalize_func": underscores_to_dashes},
-        )(make_plan_command(registry, family))
-    return app
+    return family_app(
+        registry, "Predict a training step's GPU memory (simulated on the CPU, no weights needed).",
+        lambda family: f"Predict the GPU memory of training {family.name} with these flags (the same as train's).",
+        make_plan_command,
+    )  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from diffsynth.cli.train_cmd import FamilyGroup, option_parameter, underscores_to_dashes
+from diffsynth.cli.train_cmd import family_app, option_parameter
 from diffsynth.config import TrainConfig
 from diffsynth.errors import UserError
 from diffsynth.plugins import FamilyRegistry
@@ -239,15 +239,11 @@ def write_result(result, output: str | None, suffix: str | None) -> list[Path]:
 
 
 def build_sample_app(registry: FamilyRegistry) -> typer.Typer:
-    group = type("BoundSampleGroup", (FamilyGroup,), {"registry": registry})
-    app = typer.Typer(
-        cls=group, help="Generate images or videos with a family's inference pipeline (and your LoRA).", no_args_is_help=True
-    )
-    for family in registry.families.values():
+    def command_help(family: FamilySpec) -> str:
         what = "a video" if family.makes_videos else "images"
-        app.command(
-            name=family.name,
-            help=f"Generate {what} with {family.name}'s inference pipeline: {family.description}",
-            context_settings={"token_normalize_func": underscores_to_dashes},
-        )(make_sample_command(registry, family))
-    return app
+        return f"Generate {what} with {family.name}'s inference pipeline: {family.description}"
+
+    return family_app(
+        registry, "Generate images or videos with a family's inference pipeline (and your LoRA).", command_help,
+        make_sample_command,
+    )  # fmt: skip

@@ -144,7 +144,7 @@ def final_line(result) -> str:  # noqa: ANN001 - a TrainResult (heavy module)
 
 
 class FamilyGroup(TyperGroup):
-    """`train` subcommands; an unknown family names the registered ones."""
+    """A command's family subcommands; an unknown family names the registered ones."""
 
     registry: FamilyRegistry | None = None
 
@@ -155,15 +155,25 @@ class FamilyGroup(TyperGroup):
         return command
 
 
-def build_train_app(registry: FamilyRegistry) -> typer.Typer:
+def family_app(
+    registry: FamilyRegistry,
+    help: str,
+    command_help: Callable[[FamilySpec], str],
+    make_command: Callable[[FamilyRegistry, FamilySpec], Callable],
+) -> typer.Typer:
+    """A command (train, plan, sample) with one subcommand per registered family, whose flags
+    are accepted with dashes or underscores."""
     group = type("BoundFamilyGroup", (FamilyGroup,), {"registry": registry})
-    app = typer.Typer(cls=group, help="Train a model family (one subcommand per family).", no_args_is_help=True)
+    app = typer.Typer(cls=group, help=help, no_args_is_help=True)
     for family in registry.families.values():
         app.command(
-            name=family.name,
-            help=f"Train {family.name}: {family.description}",
-            context_settings={"token_normalize_func": underscores_to_dashes},
-        )(
-            make_train_command(registry, family)
-        )
+            name=family.name, help=command_help(family), context_settings={"token_normalize_func": underscores_to_dashes}
+        )(make_command(registry, family))
     return app
+
+
+def build_train_app(registry: FamilyRegistry) -> typer.Typer:
+    return family_app(
+        registry, "Train a model family (one subcommand per family).",
+        lambda family: f"Train {family.name}: {family.description}", make_train_command,
+    )  # fmt: skip

@@ -18,17 +18,8 @@ from diffsynth.spec import FamilySpec
 from diffsynth.training import flow_matching as fm
 from diffsynth.training.lora_export import lora_output_files
 from diffsynth.training.lora_io import LoraLayers, normalize_lora_keys, read_lora_file
-from diffsynth.types import (
-    FamilyPipeline,
-    ModelFiles,
-    OutputFile,
-    RunContext,
-    Sample,
-    SampleRequest,
-    SampleResult,
-    TrainedWeights,
-    TrainingInputs,
-)
+from diffsynth.types import FamilyPipeline, ModelFiles, OutputFile, RunContext, Sample, SampleRequest, SampleResult
+from diffsynth.types import TrainedWeights, TrainingInputs
 
 
 def flow_matching_loss(pipeline: FamilyPipeline, inputs: TrainingInputs, context: RunContext, predict) -> torch.Tensor:
