@@ -76,6 +76,20 @@ class FamilyRegistry:
                     spec = self.families.pop(plugin.spec.name)
                     self.broken.append(BrokenPlugin(name, spec.plugin, str(exc)))
 
+    def recognize(self, header) -> list[tuple[str, str]]:
+        """(family, component) of every registered family whose detector matches the checkpoint
+        `header` (a `CheckpointHeader`)."""
+        found = []
+        for spec in self.families.values():
+            for component in spec.components:
+                try:
+                    matches = component.detect(header)
+                except Exception:  # noqa: BLE001 - a detector written for its own files may trip on others'
+                    matches = False
+                if matches:
+                    found.append((spec.name, component.name))
+        return found
+
     def get(self, name: str) -> FamilySpec:
         """The family called `name` (or an alias); a UserError lists the registered ones."""
         if name in self.families:

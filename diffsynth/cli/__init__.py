@@ -18,13 +18,12 @@ from diffsynth.cli.plan_cmd import build_plan_app
 from diffsynth.cli.sample_cmd import build_sample_app
 from diffsynth.cli.train_cmd import build_train_app
 from diffsynth.errors import PluginError, TrainingStopped, UserError
-from diffsynth.plugins import load_registry
+from diffsynth.plugins import FamilyRegistry, load_registry
 
 DEBUG_ENV = "DIFFSYNTH_DEBUG"
 
 
-def build_app() -> typer.Typer:
-    registry = load_registry()
+def build_app(registry: FamilyRegistry) -> typer.Typer:
     app = typer.Typer(
         name="diffsynth",
         help="One trainer for every diffusion model family.",
@@ -59,6 +58,15 @@ def _root_options(
     """One trainer for every diffusion model family."""
 
 
+def _recognized_elsewhere(exc: UserError, registry: FamilyRegistry | None) -> str:
+    """For a checkpoint the run's family does not recognise: which other families do."""
+    header = getattr(exc, "header", None)
+    if header is None or registry is None:
+        return ""
+    found = registry.recognize(header)
+    return "".join(f"; {family} recognises it as its {component}" for family, component in found)
+
+
 def _fail(message: str, code: int) -> None:
     sys.stderr.write(f"error: {message}\n")
     raise SystemExit(code)
@@ -71,8 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     args = [a for a in args if a != "--debug"]
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    registry = None
     try:
-        code = build_app()(args=args, prog_name="diffsynth", standalone_mode=False)
+        registry = load_registry()
+        code = build_app(registry)(args=args, prog_name="diffsynth", standalone_mode=False)
         if isinstance(code, int) and code:
             raise SystemExit(code)
     except typer.TyperException as exc:
@@ -84,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         if debug:
             raise
-        _fail(str(exc), exc.exit_code)
+        _fail(str(exc) + _recognized_elsewhere(exc, registry), exc.exit_code)
     except TrainingStopped as exc:  # on purpose: the message is the whole report
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(exc.exit_code) from None

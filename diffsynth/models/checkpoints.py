@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from diffsynth.errors import UserError
-from diffsynth.models.header import load_torch_state, read_header
+from diffsynth.models.header import CheckpointHeader, load_torch_state, read_header
 from diffsynth.spec import FamilySpec
 from diffsynth.types import CheckpointGroup
 
@@ -29,6 +29,15 @@ def torch_dtype(name: str) -> torch.dtype:
     return getattr(torch, DTYPES.get(name, name))
 
 
+class UnrecognizedCheckpoint(UserError):
+    """A checkpoint no component of the run's family recognises; `header` lets the CLI ask the
+    other registered families whether it is theirs."""
+
+    def __init__(self, message: str, header: CheckpointHeader) -> None:
+        super().__init__(message)
+        self.header = header
+
+
 def identify(family: FamilySpec, source: str, files: Sequence[Path]) -> CheckpointGroup:
     """Which component of `family` the checkpoint made of `files` is (exactly one must match)."""
     header = read_header(files)
@@ -38,9 +47,7 @@ def identify(family: FamilySpec, source: str, files: Sequence[Path]) -> Checkpoi
     if not matches:
         names = ", ".join(c.name for c in family.components)
         sample = ", ".join(sorted(header.tensors)[:3])
-        raise UserError(
-            f"{source}: matches no component of {family.name} ({names}); its keys start: {sample}"
-        )
+        raise UnrecognizedCheckpoint(f"{source}: matches no component of {family.name} ({names}); its keys start: {sample}", header)
     if len(matches) > 1:
         raise UserError(f"{source}: ambiguous, looks like several components: {', '.join(matches)}")
     return CheckpointGroup(component=matches[0], source=source, header=header)

@@ -1,5 +1,7 @@
 """Checkpoint identification from headers, and loading without a second copy."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -36,6 +38,36 @@ def test_identify_names_component_or_explains(tmp_path, toy):
     save_file({"encoder.layers.0.weight": torch.zeros(1)}, str(tmp_path / "e.safetensors"))
     with pytest.raises(UserError, match=r"e: matches no component of toy \(dit\); its keys start: encoder.layers.0.weight"):
         identify(toy, "e", [tmp_path / "e.safetensors"])
+
+
+EXAMPLE_DATA = Path(__file__).resolve().parents[2] / "examples" / "data"
+# a second family, which recognises a checkpoint the toy family does not
+OTHER_FAMILY = """
+import dataclasses
+from diffsynth.plugin import ComponentSpec
+from toy_family import SPEC, Toy
+
+class Other(Toy):
+    spec = dataclasses.replace(SPEC, name="other", components=(
+        ComponentSpec("dit", "an encoder-shaped denoiser", lambda header: header.has("encoder.layers.0.weight")),))
+
+plugin = Other()
+"""
+
+
+def test_a_checkpoint_another_family_recognises_is_named_in_the_error(tmp_path, monkeypatch):
+    from tests.conftest import run_main
+
+    (tmp_path / "other_family.py").write_text(OTHER_FAMILY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    save_file({"encoder.layers.0.weight": torch.zeros(1)}, str(tmp_path / "e.safetensors"))
+    result = run_main(
+        "train", "toy", "--model_paths", f'["{tmp_path / "e.safetensors"}"]', "--dataset_base_path", str(EXAMPLE_DATA),
+        DIFFSYNTH_PLUGINS="toy_family:plugin,other_family:plugin",
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "matches no component of toy (dit)" in result.stderr
+    assert result.stderr.rstrip().endswith("; other recognises it as its dit")
 
 
 class PickledObject:

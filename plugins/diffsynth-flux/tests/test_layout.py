@@ -128,3 +128,18 @@ def test_dit_config_is_inferred_from_bfl_keys(model_base):
 def test_incomplete_bfl_checkpoint_is_a_user_error():
     with pytest.raises(UserError, match="lacks"):
         original_format.transformer_to_diffusers({"img_in.weight": torch.zeros(4, 4), "double_blocks.0.x": torch.zeros(1)})
+
+
+def test_a_flux2_bfl_file_is_not_a_flux1_dit(tiny_dir):
+    """FLUX.2's BFL files share FLUX.1's block names; without a CLIP they have no `vector_in`
+    (and they have FLUX.2's shared `single_stream_modulation`)."""
+    from dataclasses import replace
+
+    from diffsynth_flux.spec import is_dit
+
+    from diffsynth.models.header import read_header
+
+    flux1 = read_header([tiny_dir / "flux1-dev.safetensors"])
+    tensors = {k: v for k, v in flux1.tensors.items() if not k.startswith("vector_in.")}
+    tensors["single_stream_modulation.lin.weight"] = flux1.tensors["img_in.weight"]
+    assert is_dit(flux1) and not is_dit(replace(flux1, tensors=tensors))

@@ -53,8 +53,11 @@ LORA_TARGET_ALIASES: dict[str, tuple[str, ...]] = {
 
 def is_dit(header: CheckpointHeader) -> bool:
     """FluxTransformer2DModel: BFL's original keys (double_blocks/single_blocks, fused qkv) or
-    diffusers' (transformer_blocks/single_transformer_blocks)."""
-    bfl = header.has("img_in.weight", "txt_in.weight") and header.has_prefix("double_blocks.0.img_attn.qkv.")
+    diffusers' (transformer_blocks/single_transformer_blocks). `vector_in` (the CLIP pooled
+    embedding's projection) tells a FLUX.1 BFL file from a FLUX.2 one, which has no CLIP."""
+    bfl = header.has("img_in.weight", "txt_in.weight", "vector_in.in_layer.weight") and header.has_prefix(
+        "double_blocks.0.img_attn.qkv."
+    )
     diffusers = header.has("x_embedder.weight", "context_embedder.weight") and header.has_prefix(
         "single_transformer_blocks.0.attn.to_q."
     )
