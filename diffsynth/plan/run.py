@@ -28,6 +28,7 @@ class Planner:
         self.denoiser = family.denoiser
         self.encoders = choices.frozen_encoders(config, self.base.components, self.denoiser)
         self.can_fp8_denoiser = self.denoiser not in config.trainable_model_names()
+        self.can_offload = choices.can_offload_encoders(config, self.encoders)
         self.floor = choices.given_options(config, self.denoiser, self.encoders)
         self.known: dict[choices.Options, Prediction] = {self.floor: self.base}
 
@@ -44,11 +45,11 @@ class Planner:
         return {"options": options.label(), "flags": flags, "peak_gib": gib(self.predicted(options).peak)}
 
     def alternatives(self) -> list[dict[str, Any]]:
-        return [self.row(o) for o in choices.standard(self.floor, self.can_fp8_denoiser, bool(self.encoders))]
+        return [self.row(o) for o in choices.standard(self.floor, self.can_fp8_denoiser, bool(self.encoders), self.can_offload)]
 
     def choose(self, vram: int) -> tuple[choices.Options, dict[str, Any]]:
         """The fastest option set that fits `vram` and its row; none: a one-line `UserError`."""
-        order = choices.candidates(self.floor, self.can_fp8_denoiser, bool(self.encoders))
+        order = choices.candidates(self.floor, self.can_fp8_denoiser, bool(self.encoders), self.can_offload)
         options, _ = choices.fastest_fitting(order, vram, self.predicted, self.base.repeated_blocks)
         return options, {**self.row(options), "vram_gib": round(vram / GIB, 1)}
 

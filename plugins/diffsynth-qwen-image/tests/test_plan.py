@@ -35,7 +35,7 @@ def test_train_vram_applies_and_records_plans_choice(model_base, monkeypatch, tm
     monkeypatch.setenv("DIFFSYNTH_MODEL_BASE_PATH", str(model_base))
     monkeypatch.setenv("DIFFSYNTH_SKIP_DOWNLOAD", "True")
     planner = Planner(load_registry(), TrainConfig(family="qwen-image", lora_base_model="dit", lora_rank=4, max_pixels=4096), "cpu")
-    order = choices.candidates(planner.floor, planner.can_fp8_denoiser, bool(planner.encoders))
+    order = choices.candidates(planner.floor, planner.can_fp8_denoiser, bool(planner.encoders), planner.can_offload)
     smallest = min(needed(planner.predicted(o).peak) for o in order)
     assert smallest < needed(planner.base.peak)  # some option saves memory on the tiny preset too
     vram = (smallest + needed(planner.base.peak)) // 2  # the run as given does not fit, something does
@@ -48,6 +48,7 @@ def test_train_vram_applies_and_records_plans_choice(model_base, monkeypatch, tm
     applied = planner.config_for(options)
     assert recorded["use_gradient_checkpointing"] == applied.use_gradient_checkpointing
     assert recorded["fp8_models"] == applied.fp8_models
+    assert recorded["offload_models"] == applied.offload_models
     assert (tmp_path / "loss_log.jsonl").read_text().count("\n") == 1  # and it trained
 
     # nothing fits (1 GiB is the reserve alone): one line naming the smallest predicted peak
