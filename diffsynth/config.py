@@ -29,7 +29,10 @@ DATASET, MODELS, TRAINING, LORA, GRADIENT, RESOLUTION, OUTPUT, CHECKPOINTS = (
 OPTIMIZER, TIMESTEPS = "Optimizer and schedule", "Timesteps"
 VALIDATION = "Validation"
 
-TIMESTEP_SAMPLINGS = ("uniform", "logit_normal", "sigmoid", "shift", "flux_shift")
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal", "sigmoid", "shift", "resolution_shift")
+#: Other tools' spellings of a sampling, accepted as they are (musubi-tuner names the resolution-dependent
+#: shift after the pipeline it comes from).
+TIMESTEP_SAMPLING_ALIASES = {"flux_shift": "resolution_shift"}
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "cosine", "linear", "cosine_with_restarts")
 OPTIMIZERS = ("adamw", "adamw8bit", "prodigy", "adafactor", "came")
 LORA_TYPES = ("lora", "lokr", "loha", "dora")
@@ -181,13 +184,13 @@ class TrainConfig:
         "uniform",
         "How training draws sigmas (musubi-tuner's names): uniform (the family's schedule grid, DiffSynth-Studio's), "
         "logit_normal (sigmoid of N(--logit_mean, --logit_std)), sigmoid (sigmoid of --sigmoid_scale * N(0,1)), "
-        "shift (sigmoid, then shifted by --discrete_flow_shift), flux_shift (sigmoid, then shifted by the "
-        "resolution-dependent shift of the FLUX pipeline).",
+        "shift (sigmoid, then shifted by --discrete_flow_shift), resolution_shift (sigmoid, then shifted by "
+        "exp(mu), mu linear in the image's token count, diffusers' calculate_shift; musubi's flux_shift, also accepted).",
         TIMESTEPS,
     )
     discrete_flow_shift: float = opt(1.0, "Shift s of --timestep_sampling shift: sigma' = s*sigma / (1 + (s-1)*sigma).", TIMESTEPS)
     sigmoid_scale: float = opt(
-        1.0, "Scale of the normal sample before the sigmoid (sigmoid, shift, flux_shift); larger = flatter.", TIMESTEPS
+        1.0, "Scale of the normal sample before the sigmoid (sigmoid, shift, resolution_shift); larger = flatter.", TIMESTEPS
     )
     logit_mean: float = opt(0.0, "Mean of the normal in --timestep_sampling logit_normal.", TIMESTEPS)
     logit_std: float = opt(1.0, "Standard deviation of the normal in --timestep_sampling logit_normal.", TIMESTEPS)

@@ -120,7 +120,7 @@ def generate_each_prompt(
 def flow_match_scheduler_config(**overrides: Any) -> dict[str, Any]:
     """diffusers' `FlowMatchEulerDiscreteScheduler` config with a resolution-dependent shift (mu
     from the image's token count, diffusers' `calculate_shift` constants, which `--timestep_sampling
-    flux_shift` uses too), as FLUX.1-dev's scheduler_config.json has it; `overrides` replace values."""
+    resolution_shift` uses too) and a static shift of 3; `overrides` replace values."""
     from diffsynth.training.timesteps import BASE_SEQ_LEN, BASE_SHIFT, MAX_SEQ_LEN, MAX_SHIFT
 
     return {

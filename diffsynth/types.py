@@ -63,12 +63,19 @@ class RunContext:
             options=options,
             download_source=config.download_source,
             timestep_boundaries=(config.min_timestep_boundary, config.max_timestep_boundary),
-            timestep_sampling=getattr(config, "timestep_sampling", "uniform"),
+            timestep_sampling=_timestep_sampling(getattr(config, "timestep_sampling", "uniform")),
             discrete_flow_shift=getattr(config, "discrete_flow_shift", 1.0),
             sigmoid_scale=getattr(config, "sigmoid_scale", 1.0),
             logit_mean=getattr(config, "logit_mean", 0.0),
             logit_std=getattr(config, "logit_std", 1.0),
         )
+
+
+def _timestep_sampling(name: str) -> str:
+    """The core's name of a `--timestep_sampling` given in another tool's spelling."""
+    from diffsynth.config import TIMESTEP_SAMPLING_ALIASES
+
+    return TIMESTEP_SAMPLING_ALIASES.get(name, name)
 
 
 @dataclass(frozen=True)

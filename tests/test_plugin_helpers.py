@@ -18,7 +18,7 @@ def test_a_pipelines_modules_are_its_attributes_and_nothing_else_is():
     assert copy.copy(pipe).vae is vae  # copying (no `modules` yet while it is built) does not recurse
 
 
-def test_the_scheduler_config_shifts_as_the_cores_flux_shift_sampling():
+def test_the_scheduler_config_shifts_as_the_cores_resolution_shift_sampling():
     from diffusers import FlowMatchEulerDiscreteScheduler
     from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 

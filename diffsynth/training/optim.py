@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from diffsynth.config import LORA_TYPES, LR_SCHEDULERS, OPTIMIZERS, TIMESTEP_SAMPLINGS, TrainConfig
+from diffsynth.config import LORA_TYPES, LR_SCHEDULERS, OPTIMIZERS, TIMESTEP_SAMPLING_ALIASES, TIMESTEP_SAMPLINGS, TrainConfig
 from diffsynth.errors import UserError
 
 #: optimizer -> (module to import, pip extra that installs it)
@@ -33,7 +33,7 @@ def _choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
 def validate_recipe(config: TrainConfig) -> None:
     """Checks of the recipe flags (timesteps, optimizer, schedule, EMA, adapter type) that need no
     model; called by the trainer's `validate`."""
-    _choice("timestep_sampling", config.timestep_sampling, TIMESTEP_SAMPLINGS)
+    _choice("timestep_sampling", config.timestep_sampling, (*TIMESTEP_SAMPLINGS, *TIMESTEP_SAMPLING_ALIASES))
     _choice("lr_scheduler", config.lr_scheduler, LR_SCHEDULERS)
     _choice("optimizer", config.optimizer, OPTIMIZERS)
     _choice("lora_type", config.lora_type, LORA_TYPES)

@@ -8,9 +8,10 @@ drawing a continuous sigma in (0, 1):
   `--weighting_scheme logit_normal`);
 - `sigmoid`: sigmoid(sigmoid_scale * N(0, 1));
 - `shift`: the sigmoid sample, then shifted by `discrete_flow_shift`: s*t / (1 + (s-1)*t);
-- `flux_shift`: the sigmoid sample, then shifted by exp(mu) with mu linear in the image's token
-  count (0.5 at 256 tokens, 1.15 at 4096): diffusers' `calculate_shift` defaults, musubi's
-  `flux_shift` (a family whose pipeline uses other constants should say so in its recipe).
+- `resolution_shift`: the sigmoid sample, then shifted by exp(mu) with mu linear in the image's
+  token count (0.5 at 256 tokens, 1.15 at 4096): diffusers' `calculate_shift` defaults; musubi
+  calls it `flux_shift`, which `--timestep_sampling` accepts too (a family whose pipeline uses
+  other constants should say so in its recipe).
 
 `--min/max_timestep_boundary` still apply: the continuous sample is scaled into the sigma range
 the boundaries select on the family's grid (musubi scales into [min_timestep, max_timestep] the
@@ -26,7 +27,7 @@ import torch
 from diffsynth.training.flow_matching import FlowMatchSchedule
 
 #: The dynamic shift: mu goes linearly from BASE_SHIFT at BASE_SEQ_LEN image tokens to MAX_SHIFT at
-#: MAX_SEQ_LEN (diffusers' `calculate_shift` defaults, musubi's flux_shift).
+#: MAX_SEQ_LEN (diffusers' `calculate_shift` defaults).
 BASE_SEQ_LEN, MAX_SEQ_LEN, BASE_SHIFT, MAX_SHIFT = 256, 4096, 0.5, 1.15
 
 
@@ -73,9 +74,9 @@ def draw_unit(method: str, batch: int, *, latents: torch.Tensor | None = None, d
         return t
     if method == "shift":
         return shift(t, discrete_flow_shift)
-    if method == "flux_shift":
+    if method == "resolution_shift":
         if latents is None:
-            raise ValueError("flux_shift needs the latents (their token count sets the shift)")
+            raise ValueError("resolution_shift needs the latents (their token count sets the shift)")
         return shift(t, math.exp(resolution_mu(image_seq_len(latents))))
     raise ValueError(f"unknown timestep sampling {method!r}")
 

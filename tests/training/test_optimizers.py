@@ -87,7 +87,7 @@ def test_bad_optimizer_flags_are_one_line(toy_models, tmp_path):
         ("--lr_scheduler", "cosine_annealing"): "error: --lr_scheduler: expected one of constant, constant_with_warmup, cosine, linear, cosine_with_restarts, got 'cosine_annealing'\n",
         ("--ema_decay", "1"): "error: --ema_decay: expected 0 < decay < 1 (e.g. 0.999), got 1\n",
         ("--caption_dropout_rate", "1.5"): "error: --caption_dropout_rate: expected a probability 0 <= p <= 1, got 1.5\n",
-        ("--timestep_sampling", "sigma"): "error: --timestep_sampling: expected one of uniform, logit_normal, sigmoid, shift, flux_shift, got 'sigma'\n",
+        ("--timestep_sampling", "sigma"): "error: --timestep_sampling: expected one of uniform, logit_normal, sigmoid, shift, resolution_shift, flux_shift, got 'sigma'\n",
         ("--sigmoid_scale", "0"): "error: --sigmoid_scale: expected a positive finite number, got 0\n",
         ("--lr_warmup_steps", "5"): "error: --lr_warmup_steps: the constant schedule has no warm-up; use --lr_scheduler constant_with_warmup\n",
     }

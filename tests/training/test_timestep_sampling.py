@@ -79,20 +79,34 @@ def test_shift_applies_the_discrete_flow_shift():
     assert sigmas.mean() > 0.65  # shift > 1 moves mass to the noisy end
 
 
-def test_flux_shift_depends_on_the_token_count():
+def test_resolution_shift_depends_on_the_token_count():
     # 1024 packed tokens (a 512x512 FLUX image) and the same grid as (B, C, 64, 64) latents
-    packed = draw("flux_shift", latents=lat(N, 1024, 64))
-    grid = draw("flux_shift", latents=lat(N, 16, 64, 64))
+    packed = draw("resolution_shift", latents=lat(N, 1024, 64))
+    grid = draw("resolution_shift", latents=lat(N, 16, 64, 64))
     assert torch.equal(packed, grid)
     mu = 0.5 + (1.15 - 0.5) / (4096 - 256) * (1024 - 256)
     assert ts.resolution_mu(1024) == pytest.approx(mu)
     assert ks_distance(packed, lambda x: normal_cdf(logit(unshift(x, math.exp(mu))))) < KS_LIMIT
-    small, large = draw("flux_shift", latents=lat(N, 256, 64)), draw("flux_shift", latents=lat(N, 4096, 64))
+    small, large = draw("resolution_shift", latents=lat(N, 256, 64)), draw("resolution_shift", latents=lat(N, 4096, 64))
     assert small.mean() < packed.mean() < large.mean()  # more tokens: noisier (FLUX's resolution shift)
     assert ts.image_seq_len(torch.zeros(1, 16, 3, 32, 32)) == 3 * 16 * 16  # video: frames x 2x2 patches
 
 
-@pytest.mark.parametrize("method", ["logit_normal", "sigmoid", "shift", "flux_shift"])
+def test_musubis_flux_shift_is_the_resolution_shift():
+    from diffsynth.config import TrainConfig
+    from diffsynth.training.optim import validate_recipe
+
+    config = TrainConfig(family="toy", timestep_sampling="flux_shift")
+    validate_recipe(config)  # musubi-tuner's spelling is accepted as it is
+    context = RunContext.for_run(config)
+    assert context.timestep_sampling == "resolution_shift"
+    latents = lat(4, 1024, 64)
+    drawn = ts.sample_sigmas(FlowMatchSchedule(), latents, context, generator=torch.Generator().manual_seed(3))
+    expected = ts.draw_unit("resolution_shift", 4, latents=latents, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(drawn, expected)
+
+
+@pytest.mark.parametrize("method", ["logit_normal", "sigmoid", "shift", "resolution_shift"])
 def test_boundaries_still_apply_and_split_an_expert_pair_at_one_sigma(method):
     schedule = FlowMatchSchedule(shift=5.0)  # Wan's
     split = float(schedule.training_sigmas()[417])
