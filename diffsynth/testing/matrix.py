@@ -73,6 +73,9 @@ class MatrixCase:
     #: The case's id in test names and output folders (default: the preset's name); needed when
     #: two cases share a preset (e.g. two experts of one repo).
     name: str = ""
+    #: The side multiple this variant's latents come in when it is not the spec's
+    #: `resolution_multiple` (a family-wide value): e.g. Wan2.2 TI2V's 16x VAE with 2x2 patches, 32.
+    resolution_multiple: int | None = None
 
     @property
     def id(self) -> str:
@@ -261,6 +264,34 @@ class OptionMatrix(FamilyFixtures):
         offloaded = workspace.train(case, "offload-models", offload_models=",".join(encoders))
         assert len(entered) >= self.steps and all(names == sorted(encoders) for names in entered)
         workspace.assert_same_lora(workspace.baseline(case), offloaded, exact=True)
+
+    def test_resolution_shift_counts_the_images_tokens(self, workspace, case, spec, monkeypatch) -> None:
+        """`--timestep_sampling resolution_shift` reads the image's token count off the family's
+        latents (a packed sequence or a patch grid, per frame for a video): it must be the trained
+        image's patches at the family's resolution multiple (VAE factor x patch size)."""
+        from diffsynth.training import timesteps
+        from diffsynth.training.family_hooks import FamilyHooks
+
+        sizes: list[tuple[int, int]] = []
+        counted: list[tuple[int, int]] = []  # (tokens, latent frames)
+        preprocess, image_seq_len = FamilyHooks.preprocess, timesteps.image_seq_len
+
+        def recording_preprocess(self, pipeline, sample, context, with_grad=False):
+            image = sample.fields.get("image") or sample.fields["video"][0]
+            sizes.append(image.size)
+            return preprocess(self, pipeline, sample, context, with_grad)
+
+        def recording_count(latents):
+            counted.append((image_seq_len(latents), latents.shape[2] if latents.dim() == 5 else 1))
+            return counted[-1][0]
+
+        monkeypatch.setattr(FamilyHooks, "preprocess", recording_preprocess)
+        monkeypatch.setattr(timesteps, "image_seq_len", recording_count)
+        workspace.train(case, "resolution-shift", timestep_sampling="resolution_shift")
+        m = case.resolution_multiple or spec.resolution_multiple
+        assert counted and len(set(sizes)) == 1, (sizes, counted)
+        (width, height), = set(sizes)
+        assert all(tokens == frames * (width // m) * (height // m) for tokens, frames in counted), (width, height, m, counted)
 
     def test_two_processes(self, workspace, case) -> None:
         """Two processes (DDP over gloo) on CPU train and write one LoRA, with the memory options
